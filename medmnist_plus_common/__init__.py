@@ -1,0 +1,53 @@
+"""medmnist-plus: the MedMNIST+ collection as Hugging Face datasets.
+
+Importing this package makes ``datasets.load_dataset("medmnist_plus", "<flag>-<size>")`` work (see
+:mod:`.registry`); :func:`load` does the same through the builders directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+from .catalog import Catalog, DatasetFacts, ReleaseFile, dataset, load_catalog
+from .errors import (
+    ChecksumError,
+    DownloadError,
+    MedMNISTPlusError,
+    RegistryIncompatibleError,
+    ReleaseFileError,
+    UnknownConfigError,
+)
+from .registry import register
+
+__version__ = "0.1.0"
+
+
+def builder(config_name: str, **kwargs):
+    """The umbrella builder for ``"<flag>-<size>"``; ``kwargs`` go to the builder (``data_dir``, ``cache_dir``...)."""
+    from builders import MedMNISTPlus
+
+    load_catalog().parse_config_name(config_name)  # unknown names: closest suggestions
+    return MedMNISTPlus(config_name=config_name, **kwargs)
+
+
+def load(config_name: str, split: Optional[str] = None, streaming: bool = False, verification_mode=None,
+         num_proc: Optional[int] = None, **kwargs):
+    """Like ``load_dataset("medmnist_plus", config_name, ...)``, without the registry hook."""
+    instance = builder(config_name, **kwargs)
+    if streaming:
+        return instance.as_streaming_dataset(split=split)
+    instance.download_and_prepare(verification_mode=verification_mode, num_proc=num_proc)
+    return instance.as_dataset(split=split)
+
+
+try:
+    register()
+except RegistryIncompatibleError as _err:  # the builders and load() still work
+    warnings.warn(str(_err), stacklevel=2)
+
+__all__ = [
+    "Catalog", "DatasetFacts", "ReleaseFile", "dataset", "load_catalog", "builder", "load", "register",
+    "MedMNISTPlusError", "UnknownConfigError", "ReleaseFileError", "ChecksumError", "DownloadError",
+    "RegistryIncompatibleError", "__version__",
+]

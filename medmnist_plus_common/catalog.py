@@ -1,0 +1,160 @@
+"""The catalog: facts about the 18 MedMNIST+ datasets, read from ``catalog.json``.
+
+Every fact (label names, split counts, license, release file names and MD5s) lives in that one JSON table;
+this module only gives it types and a few lookups. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Dict, List, Optional, Tuple
+
+from .errors import UnknownConfigError
+
+SPLITS = ("train", "validation", "test")
+# The release names its validation split "val"; the datasets convention is "validation".
+RELEASE_SPLIT_PREFIX = {"train": "train", "validation": "val", "test": "test"}
+UMBRELLA_NAME = "medmnist_plus"
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One official ``.npz`` file of the MedMNIST+ release (Zenodo record 10519652)."""
+
+    flag: str
+    size: int
+    file: str
+    md5: str
+    url: str
+
+
+@dataclass(frozen=True)
+class SourceCollection:
+    name: str
+    citation: str
+    homepage: Optional[str]
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    flag: str
+    title: str
+    task: str  # "multi-class", "binary", "ordinal" or "multi-label"
+    dims: int  # 2 or 3
+    channels: int
+    labels: Tuple[str, ...]
+    split_counts: Dict[str, int]
+    license: str
+    description: str
+    source_collection: SourceCollection
+    files: Dict[int, ReleaseFile]
+
+    @property
+    def sizes(self) -> Tuple[int, ...]:
+        return tuple(sorted(self.files))
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.task == "multi-label"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def config_name(self, size: int) -> str:
+        return f"{self.flag}-{size}"
+
+    def image_shape(self, size: int) -> Tuple[int, ...]:
+        """Shape of one sample in the release arrays (without the leading row axis)."""
+        if self.dims == 3:
+            return (size, size, size)
+        return (size, size) if self.channels == 1 else (size, size, self.channels)
+
+    def label_shape(self) -> Tuple[int, ...]:
+        return (self.num_classes,) if self.is_multilabel else (1,)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    about: str
+    url_template: str
+    record: str
+    citations: Dict[str, str]
+    datasets: Dict[str, DatasetFacts]
+
+    def __getitem__(self, flag: str) -> DatasetFacts:
+        try:
+            return self.datasets[flag]
+        except KeyError:
+            raise UnknownConfigError(_unknown_message("dataset", flag, list(self.datasets))) from None
+
+    def __iter__(self):
+        return iter(self.datasets.values())
+
+    def __len__(self) -> int:
+        return len(self.datasets)
+
+    def config_names(self) -> List[str]:
+        return [facts.config_name(size) for facts in self for size in facts.sizes]
+
+    def parse_config_name(self, name: str) -> Tuple[DatasetFacts, int]:
+        """``"organmnist3d-64"`` -> (facts of organmnist3d, 64); unknown names get the closest suggestions."""
+        flag, _, size = name.rpartition("-")
+        facts = self.datasets.get(flag)
+        if facts is None or not size.isdigit() or int(size) not in facts.files:
+            raise UnknownConfigError(_unknown_message("config", name, self.config_names()))
+        return facts, int(size)
+
+
+def _unknown_message(kind: str, name: str, known: List[str]) -> str:
+    close = difflib.get_close_matches(str(name).lower(), known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"Unknown MedMNIST+ {kind} {name!r}.{hint} "
+        f"Run `medmnist-plus list` to see all {len(known)} {kind}s."
+    )
+
+
+def _parse(doc: dict) -> Catalog:
+    url_template = doc["release"]["url_template"]
+    datasets = {}
+    for entry in doc["datasets"]:
+        flag = entry["flag"]
+        files = {
+            int(size): ReleaseFile(flag, int(size), f["file"], f["md5"], url_template.format(file=f["file"]))
+            for size, f in entry["files"].items()
+        }
+        datasets[flag] = DatasetFacts(
+            flag=flag,
+            title=entry["title"],
+            task=entry["task"],
+            dims=entry["dims"],
+            channels=entry["channels"],
+            labels=tuple(entry["labels"]),
+            split_counts=dict(entry["split_counts"]),
+            license=entry["license"],
+            description=entry["description"],
+            source_collection=SourceCollection(**entry["source_collection"]),
+            files=files,
+        )
+    return Catalog(
+        about=doc["_about"],
+        url_template=url_template,
+        record=doc["release"]["record"],
+        citations=dict(doc["citations"]),
+        datasets=datasets,
+    )
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> Catalog:
+    text = resources.files(__package__).joinpath("catalog.json").read_text(encoding="utf-8")
+    return _parse(json.loads(text))
+
+
+def dataset(flag: str) -> DatasetFacts:
+    return load_catalog()[flag]

@@ -1,0 +1,25 @@
+"""Errors a user can act on. Each message names the file, what is wrong and what to do."""
+
+
+class MedMNISTPlusError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class UnknownConfigError(MedMNISTPlusError, ValueError):
+    """A dataset flag or config name that is not in the catalog."""
+
+
+class ReleaseFileError(MedMNISTPlusError, ValueError):
+    """A release ``.npz`` that cannot be used: missing member, corrupt zip, wrong dtype/shape/rows/labels."""
+
+
+class ChecksumError(MedMNISTPlusError):
+    """A file whose MD5 differs from the one published for it."""
+
+
+class DownloadError(MedMNISTPlusError, ConnectionError):
+    """A download that failed after its retries."""
+
+
+class RegistryIncompatibleError(MedMNISTPlusError, RuntimeError):
+    """The installed ``datasets`` no longer has the private hook ``load_dataset("medmnist_plus", ...)`` uses."""

@@ -1,0 +1,59 @@
+"""The features of every MedMNIST+ config, declared once, the same for official and regenerated sources.
+
+- ``index``: the row of the example in its split of the official MedMNIST arrays (0-based).
+- ``image`` (2D): ``Image()``, stored as lossless PNG, mode L (gray) or RGB, pixel-exact to the release.
+- ``volume`` (3D): ``Array3D((s, s, s), "uint8")``, D x H x W as in the release.
+- ``label``: ``ClassLabel`` with the catalog names, or for ChestMNIST (multi-label) a fixed-length list of
+  14 uint8 multi-hot values in the order of the catalog's label names.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from datasets import Array3D, ClassLabel, Features, Image, List, Value
+from PIL import Image as PILImage
+
+from .catalog import DatasetFacts
+
+
+def sample_key(facts: DatasetFacts) -> str:
+    return "volume" if facts.dims == 3 else "image"
+
+
+def features_for(facts: DatasetFacts, size: int) -> Features:
+    if facts.dims == 3:
+        sample = Array3D(shape=(size, size, size), dtype="uint8")
+    else:
+        sample = Image()
+    if facts.is_multilabel:
+        label = List(Value("uint8"), length=facts.num_classes)
+    else:
+        label = ClassLabel(names=list(facts.labels))
+    return Features({"index": Value("int64"), sample_key(facts): sample, "label": label})
+
+
+def label_description(facts: DatasetFacts) -> str:
+    if facts.is_multilabel:
+        names = ", ".join(f"{i}: {name}" for i, name in enumerate(facts.labels))
+        return f"label: {facts.num_classes} multi-hot uint8 values (1 = finding present), in this order: {names}."
+    return f"label: ClassLabel ({facts.task}) with names {list(facts.labels)}."
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Lossless PNG of one uint8 image (H x W gray or H x W x 3 RGB), as ``datasets.Image`` stores arrays."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_sample(facts: DatasetFacts, pixels: np.ndarray):
+    """The value of the ``image``/``volume`` column for one release row."""
+    if facts.dims == 3:
+        return pixels
+    return {"bytes": encode_png(pixels), "path": None}
+
+
+def encode_label(facts: DatasetFacts, row: np.ndarray):
+    return row.astype(np.uint8).tolist() if facts.is_multilabel else int(row[0])

@@ -1,0 +1,82 @@
+"""Making ``datasets.load_dataset("medmnist_plus", "<flag>-<size>")`` resolve to our builders.
+
+datasets 5 runs no dataset scripts and has no public plug-in point for packaged builders, so this wraps its
+private ``datasets.load.dataset_module_factory``: for the names ``medmnist_plus`` and the 18 dataset flags it
+returns our builder module; anything else (and a local folder of that name) goes to datasets unchanged.
+``register()`` checks that the private pieces still have the shape it relies on, and fails with a clear
+message when they do not; the builders themselves never depend on this hook.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from typing import Dict
+
+from .errors import RegistryIncompatibleError
+
+UMBRELLA_MODULE = "builders.medmnist_plus"
+_TESTED_WITH = "datasets 5.2"
+
+
+def builder_modules() -> Dict[str, str]:
+    """``load_dataset`` names -> module paths: ``medmnist_plus`` and every dataset flag."""
+    from .catalog import UMBRELLA_NAME, load_catalog
+
+    modules = {UMBRELLA_NAME: UMBRELLA_MODULE}
+    modules.update({facts.flag: f"builders.{facts.flag}" for facts in load_catalog()})
+    return modules
+
+
+def _incompatible(detail: str) -> RegistryIncompatibleError:
+    import datasets
+
+    return RegistryIncompatibleError(
+        f'load_dataset("medmnist_plus", ...) needs a private hook of the datasets library that datasets '
+        f"{datasets.__version__} does not offer as expected ({detail}); it was tested with {_TESTED_WITH}. "
+        "Use the builders directly instead, e.g. `medmnist_plus_common.load(\"organmnist3d-64\")` or "
+        "`builders.MedMNISTPlus(config_name=\"organmnist3d-64\").download_and_prepare()`, or install a "
+        "datasets version this package supports."
+    )
+
+
+def register() -> None:
+    """Install the hook (idempotent). Raises :class:`RegistryIncompatibleError` if datasets changed shape."""
+    try:
+        from datasets import load
+    except ImportError as err:  # pragma: no cover - datasets is a hard dependency
+        raise _incompatible(f"cannot import datasets.load: {err}") from err
+
+    factory = getattr(load, "dataset_module_factory", None)
+    module_class = getattr(load, "DatasetModule", None)
+    builder_loader = getattr(load, "load_dataset_builder", None)
+    if factory is None or module_class is None or builder_loader is None:
+        raise _incompatible("datasets.load lacks dataset_module_factory, DatasetModule or load_dataset_builder")
+    if getattr(factory, "_medmnist_plus_original", None) is not None:
+        return
+    if "dataset_module_factory" not in builder_loader.__code__.co_names:
+        raise _incompatible("load_dataset_builder no longer calls dataset_module_factory")
+    fields = list(inspect.signature(module_class).parameters)
+    if fields[:3] != ["module_path", "hash", "builder_kwargs"]:
+        raise _incompatible(f"DatasetModule fields are {fields}")
+
+    modules = builder_modules()
+
+    @functools.wraps(factory)
+    def dataset_module_factory(path, *args, **kwargs):
+        module_path = modules.get(path) if isinstance(path, str) else None
+        if module_path is not None and not os.path.isdir(path):
+            return module_class(module_path, None, {"dataset_name": path})
+        return factory(path, *args, **kwargs)
+
+    dataset_module_factory._medmnist_plus_original = factory
+    load.dataset_module_factory = dataset_module_factory
+
+
+def unregister() -> None:
+    from datasets import load
+
+    original = getattr(load.dataset_module_factory, "_medmnist_plus_original", None)
+    if original is not None:
+        load.dataset_module_factory = original

@@ -1,0 +1,259 @@
+"""Reading official MedMNIST+ release files (``.npz``) row by row, with bounded memory.
+
+``np.load(path, mmap_mode="r")`` on an ``.npz`` still inflates a whole member into RAM (12.6 GiB for the
+PathMNIST-224 train images). Here a member is read as a stream instead: the zip member is opened with
+:mod:`zipfile` (which inflates deflate members incrementally and passes stored members through), its ``.npy``
+header is parsed, and rows are read in chunks of a few MiB. Before a single row is yielded,
+:func:`check_release` compares every member's dtype, shape, channel layout and row count with the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from .catalog import RELEASE_SPLIT_PREFIX, SPLITS, DatasetFacts
+from .errors import ReleaseFileError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 16 * 2**20  # rows are read in chunks of about this many bytes
+_REDOWNLOAD = "Delete it and download it again (or pass the right file with data_dir)."
+
+
+@dataclass(frozen=True)
+class ArrayHeader:
+    member: str
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 0
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+
+def member_name(split: str, kind: str) -> str:
+    """``("validation", "images")`` -> ``"val_images"``, the array name inside the release file."""
+    return f"{RELEASE_SPLIT_PREFIX[split]}_{kind}"
+
+
+def _read_header(stream) -> Tuple[Tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(stream)
+    return np.lib.format._read_array_header(stream, version)  # (3, 0): utf-8 field names
+
+
+def _read_exact(stream, nbytes: int, path: str, member: str) -> bytes:
+    """Read exactly ``nbytes`` or raise a clear error (a short read means a truncated or corrupt file)."""
+    data = stream.read(nbytes)
+    if len(data) != nbytes:
+        raise ReleaseFileError(
+            f"{path}: member {member!r} ends early ({len(data)} of {nbytes} bytes in the last read); "
+            f"the file is truncated or corrupt. {_REDOWNLOAD}"
+        )
+    return data
+
+
+class ReleaseArchive:
+    """An open release ``.npz``. Use as a context manager; members are read by name, never by position."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except FileNotFoundError:
+            raise ReleaseFileError(f"{self.path}: file not found.") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise ReleaseFileError(
+                f"{self.path}: not a readable .npz (zip) file ({err}); it is truncated or corrupt. {_REDOWNLOAD}"
+            ) from err
+        self._members = {info.filename: info for info in self._zip.infolist()}
+
+    def __enter__(self) -> "ReleaseArchive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    @property
+    def array_names(self) -> List[str]:
+        return [name[: -len(".npy")] for name in self._members if name.endswith(".npy")]
+
+    def _member(self, name: str) -> str:
+        member = f"{name}.npy"
+        if member not in self._members:
+            raise ReleaseFileError(
+                f"{self.path}: has no array {name!r} (it has {sorted(self.array_names)}). "
+                f"This is not a complete MedMNIST+ release file. {_REDOWNLOAD}"
+            )
+        return member
+
+    def _open(self, name: str):
+        member = self._member(name)
+        try:
+            stream = self._zip.open(member)
+            shape, fortran_order, dtype = _read_header(stream)
+        except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError) as err:
+            raise ReleaseFileError(
+                f"{self.path}: cannot read the header of array {name!r} ({err}); the file is corrupt. {_REDOWNLOAD}"
+            ) from err
+        return stream, ArrayHeader(member, tuple(shape), np.dtype(dtype), fortran_order)
+
+    def header(self, name: str) -> ArrayHeader:
+        stream, header = self._open(name)
+        stream.close()
+        return header
+
+    def read_array(self, name: str) -> np.ndarray:
+        """Read a whole (small) array, such as the labels of a split."""
+        chunks = list(self.iter_chunks(name, [(0, None)]))
+        if not chunks:
+            header = self.header(name)
+            return np.empty(header.shape, dtype=header.dtype)
+        return np.concatenate(chunks, axis=0)
+
+    def iter_chunks(self, name: str, row_ranges: Sequence[Tuple[int, int | None]]) -> Iterator[np.ndarray]:
+        """Yield the rows of ``row_ranges`` (ascending ``(start, stop)`` pairs, ``stop=None`` = to the end) in chunks.
+
+        One pass over the member: rows between ranges are skipped by reading forward, since a deflate stream
+        cannot seek. Reading to the end of the member also checks the member's CRC-32.
+        """
+        stream, header = self._open(name)
+        if header.fortran_order:
+            stream.close()
+            raise ReleaseFileError(f"{self.path}: array {name!r} is stored in Fortran order; releases are C order.")
+        row_bytes = max(header.row_bytes, 1)
+        chunk_rows = max(1, CHUNK_BYTES // row_bytes)
+        position = 0
+        try:
+            with stream:
+                for start, stop in row_ranges:
+                    stop = header.rows if stop is None else stop
+                    if not 0 <= start <= stop <= header.rows or start < position:
+                        raise ValueError(f"bad row range {(start, stop)} for {header.rows} rows at row {position}")
+                    while position < start:  # skip forward without holding the skipped rows
+                        step = min(chunk_rows, start - position)
+                        _read_exact(stream, step * row_bytes, self.path, name)
+                        position += step
+                    while position < stop:
+                        step = min(chunk_rows, stop - position)
+                        data = _read_exact(stream, step * header.row_bytes, self.path, name)
+                        yield np.frombuffer(data, dtype=header.dtype).reshape((step,) + header.shape[1:])
+                        position += step
+                if position == header.rows and stream.read(1):
+                    raise ReleaseFileError(
+                        f"{self.path}: array {name!r} has bytes after its {header.rows} rows; the file is corrupt. "
+                        f"{_REDOWNLOAD}"
+                    )
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            raise ReleaseFileError(
+                f"{self.path}: array {name!r} is corrupt ({err}). {_REDOWNLOAD}"
+            ) from err
+
+
+def check_release(path: str, facts: DatasetFacts, size: int, strict: bool = True) -> Dict[str, int]:
+    """Check a release file against the catalog before anything is built; return the row count of each split.
+
+    Shapes, dtypes, channel layout and label values must always match. A row count that differs from the
+    catalog is an error when ``strict`` and a warning otherwise (``verification_mode="no_checks"``, for
+    subsets and benchmark files).
+    """
+    what = f"{facts.title} at size {size}"
+    counts = {}
+    with ReleaseArchive(path) as archive:
+        for split in SPLITS:
+            images = archive.header(member_name(split, "images"))
+            labels = archive.header(member_name(split, "labels"))
+            _check_images(path, images, facts, size, what)
+            _check_labels_header(path, labels, facts, what)
+            if labels.rows != images.rows:
+                raise ReleaseFileError(
+                    f"{path}: {images.member} has {images.rows} rows but {labels.member} has {labels.rows}; "
+                    f"the file is inconsistent. {_REDOWNLOAD}"
+                )
+            expected = facts.split_counts[split]
+            if images.rows != expected:
+                message = (
+                    f"{path}: the {split} split has {images.rows} rows, but the official {what} has {expected}."
+                )
+                if strict:
+                    raise ReleaseFileError(
+                        message + " If this is a subset or benchmark file on purpose, build it with "
+                        "verification_mode='no_checks' (CLI: --no-checks); otherwise use the official file."
+                    )
+                logger.warning(message + " Building it anyway (verification_mode='no_checks').")
+            _check_label_values(path, archive.read_array(member_name(split, "labels")), labels.member, facts)
+            counts[split] = images.rows
+    return counts
+
+
+def _check_images(path: str, header: ArrayHeader, facts: DatasetFacts, size: int, what: str) -> None:
+    expected = facts.image_shape(size)
+    if header.dtype != np.uint8:
+        raise ReleaseFileError(
+            f"{path}: {header.member} has dtype {header.dtype}, but {what} images are uint8. "
+            "Use the official release file, or convert the array to uint8 (0-255) first."
+        )
+    if header.shape[1:] == expected:
+        return
+    layout = "N x D x H x W" if facts.dims == 3 else ("N x H x W" if facts.channels == 1 else "N x H x W x 3")
+    hint = ""
+    if facts.dims == 2 and facts.channels == 3 and header.shape[1:] == (3, size, size):
+        hint = " The array is channels-first; the release stores channels last."
+    elif facts.dims == 2 and len(header.shape) == 4 and header.shape[-1] != facts.channels:
+        hint = f" It has {header.shape[-1]} channels; {facts.title} has {facts.channels}."
+    elif facts.dims == 2 and facts.channels == 3 and len(header.shape) == 3:
+        hint = f" It is gray-scale; {facts.title} is RGB."
+    elif len(header.shape) > 1 and header.shape[1] != size:
+        hint = f" This looks like size {header.shape[1]}, not {size}: check the file for this config."
+    raise ReleaseFileError(
+        f"{path}: {header.member} has shape {header.shape}, but {what} needs {layout} = "
+        f"(N, {', '.join(map(str, expected))}).{hint}"
+    )
+
+
+def _check_labels_header(path: str, header: ArrayHeader, facts: DatasetFacts, what: str) -> None:
+    if header.dtype.kind not in "ui":
+        raise ReleaseFileError(f"{path}: {header.member} has dtype {header.dtype}; labels must be integers.")
+    if header.shape[1:] != facts.label_shape():
+        raise ReleaseFileError(
+            f"{path}: {header.member} has shape {header.shape}, but {what} labels are "
+            f"(N, {facts.label_shape()[0]}). Use the official release file."
+        )
+
+
+def _check_label_values(path: str, labels: np.ndarray, member: str, facts: DatasetFacts) -> None:
+    if labels.size == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    allowed = 1 if facts.is_multilabel else facts.num_classes - 1
+    if low < 0 or high > allowed:
+        bad_row = int(np.argwhere((labels < 0) | (labels > allowed))[0][0])
+        kind = "multi-hot values must be 0 or 1" if facts.is_multilabel else f"classes are 0..{allowed}"
+        raise ReleaseFileError(
+            f"{path}: {member} has values in {low}..{high} (first bad row {bad_row}), but {facts.title} {kind}. "
+            "The labels do not belong to this dataset: check the file."
+        )
+
+
+def shard_ranges(rows: int, shards: int) -> List[Tuple[int, int]]:
+    """Split ``rows`` into up to ``shards`` contiguous ranges (the unit of ``num_proc`` parallelism)."""
+    shards = max(1, min(shards, rows))
+    bounds = np.linspace(0, rows, shards + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a] or [(0, 0)]
