@@ -13,11 +13,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import datasets
 from datasets.builder import Key
+from datasets.exceptions import DatasetGenerationError
 from datasets.utils.info_utils import VerificationMode
 
 from .catalog import SPLITS, DatasetFacts, _unknown_message, load_catalog
 from .download import locate_release
-from .errors import UnknownConfigError
+from .errors import MedMNISTPlusError, UnknownConfigError
 from .features import encode_label, encode_sample, features_for, label_description, sample_key
 from .release import ReleaseArchive, check_release, member_name, shard_ranges
 
@@ -78,7 +79,9 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = MedMNISTConfig
     VERSION = VERSION
     DATASET_NAME: str = ""  # cache folder name: the dataset's flag, or "medmnist_plus" for the umbrella
-    _verification_mode = VerificationMode.BASIC_CHECKS  # streaming has no verification_mode argument
+    # Streaming has no verification_mode argument and writes no cache, so there a local file's MD5 or row count
+    # that differs from the catalog is a warning (downloads are always MD5-checked). Builds default to checks.
+    _verification_mode = VerificationMode.NO_CHECKS
 
     def __init__(self, *args, dataset_name: Optional[str] = None, writer_batch_size: Optional[int] = None, **kwargs):
         super().__init__(*args, dataset_name=dataset_name or self.DATASET_NAME, **kwargs)
@@ -146,6 +149,16 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             )
             for split in SPLITS
         ]
+
+    def _prepare_split_single(self, *args, **kwargs):
+        # datasets wraps every generation error in DatasetGenerationError("An error occurred ..."): surface
+        # ours (file named, what is wrong, what to do) instead. The incomplete cache folder is removed either way.
+        try:
+            yield from super()._prepare_split_single(*args, **kwargs)
+        except DatasetGenerationError as err:
+            if isinstance(err.__cause__, MedMNISTPlusError):
+                raise err.__cause__ from None
+            raise
 
     def _generate_examples(self, path: str, split: str, row_ranges: Sequence[Tuple[int, int]]):
         facts = self.config.facts

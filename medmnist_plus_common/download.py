@@ -24,7 +24,7 @@ from .errors import ChecksumError, DownloadError, ReleaseFileError
 logger = logging.getLogger(__name__)
 
 BASE_URL_ENV = "MEDMNIST_PLUS_BASE_URL"  # a mirror serving the release files by name
-MEDMNIST_ROOT = os.path.join(os.path.expanduser("~"), ".medmnist")  # the official package's default folder
+MEDMNIST_ROOT_ENV = "MEDMNIST_PLUS_MEDMNIST_ROOT"  # where the official package keeps files, if not ~/.medmnist
 TRANSIENT_HTTP_STATUS = {408, 425, 429, 500, 502, 503, 504}
 RETRIES = 6
 BACKOFF_SECONDS = 1.0  # doubled after each failed attempt, at most MAX_WAIT_SECONDS
@@ -39,6 +39,11 @@ def md5sum(path: str) -> str:
         for block in iter(lambda: f.read(8 * BLOCK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def medmnist_root() -> str:
+    """The official ``medmnist`` package's default download folder, whose files are reused after an MD5 check."""
+    return os.environ.get(MEDMNIST_ROOT_ENV) or os.path.join(os.path.expanduser("~"), ".medmnist")
 
 
 def release_url(release: ReleaseFile, base_url: Optional[str] = None) -> str:
@@ -65,7 +70,7 @@ def locate_release(
     """
     if data_dir is not None:
         return _from_data_dir(release, os.path.expanduser(str(data_dir)), strict)
-    official_copy = os.path.join(MEDMNIST_ROOT, release.file)
+    official_copy = os.path.join(medmnist_root(), release.file)
     if not force_download and os.path.isfile(official_copy):
         if md5sum(official_copy) == release.md5:
             logger.info("Using %s (MD5 verified)", official_copy)

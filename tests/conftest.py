@@ -1,0 +1,173 @@
+"""Shared test fixtures: isolated caches, fake releases in the true format, and a local HTTP file server.
+
+No test reaches outside this machine: downloads default to a closed port on 127.0.0.1, and the servers the
+tests start listen on 127.0.0.1 only.
+"""
+
+import os
+import tempfile
+
+# Before datasets is imported: a private HF home, and a dead loopback mirror as the default download base so a
+# test that forgot its own server fails fast instead of reaching Zenodo.
+_HOME = tempfile.mkdtemp(prefix="medmnist-plus-tests-")
+os.environ["HF_HOME"] = os.path.join(_HOME, "hf")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["MEDMNIST_PLUS_BASE_URL"] = "http://127.0.0.1:9/closed"
+os.environ["MEDMNIST_PLUS_MEDMNIST_ROOT"] = os.path.join(_HOME, "empty-medmnist-root")
+
+import dataclasses  # noqa: E402
+import http.server  # noqa: E402
+import re  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import medmnist_plus_common  # noqa: E402,F401  (installs the load_dataset hook)
+from medmnist_plus_common import download  # noqa: E402
+from medmnist_plus_common.catalog import SPLITS, load_catalog  # noqa: E402
+from medmnist_plus_common.release import member_name  # noqa: E402
+from medmnist_plus_common.synthetic import synthetic_images, synthetic_labels  # noqa: E402
+
+datasets.disable_progress_bars()
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def official_arrays(facts, size, counts, seed=0):
+    """Arrays of a fake release: official member names, dtypes, shapes and label kinds."""
+    arrays = {}
+    for i, split in enumerate(SPLITS):
+        arrays[member_name(split, "images")] = synthetic_images(facts, size, counts[split], seed=seed * 10 + i)
+    for i, split in enumerate(SPLITS):
+        arrays[member_name(split, "labels")] = synthetic_labels(facts, counts[split], seed=seed * 10 + i)
+    return arrays
+
+
+def write_fake_release(folder, flag, size, counts, seed=0, arrays=None):
+    """Write ``<folder>/<official file name>`` with ``np.savez_compressed``, members in the official order."""
+    facts = load_catalog()[flag]
+    arrays = arrays if arrays is not None else official_arrays(facts, size, counts, seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / facts.files[size].file
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path, arrays
+
+
+def assert_matches_release(dataset_dict, arrays, facts):
+    """Every row of every split equals the release arrays: index, pixels and label."""
+    column = "volume" if facts.dims == 3 else "image"
+    for split in SPLITS:
+        images = arrays[member_name(split, "images")]
+        labels = arrays[member_name(split, "labels")]
+        rows = list(dataset_dict[split])
+        assert [row["index"] for row in rows] == list(range(len(images))), split
+        for row in rows:
+            pixels = np.asarray(row[column], dtype=np.uint8) if facts.dims == 3 else np.asarray(row[column])
+            expected = images[row["index"]]
+            assert pixels.dtype == np.uint8 and pixels.shape == expected.shape, (split, row["index"])
+            assert np.array_equal(pixels, expected), (split, row["index"])
+            if facts.is_multilabel:
+                assert row["label"] == labels[row["index"]].tolist()
+            else:
+                assert row["label"] == int(labels[row["index"], 0])
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / "hf-cache")
+
+
+@pytest.fixture
+def release_md5(monkeypatch):
+    """Make the catalog publish ``md5`` for one release file (to download a synthetic file through the builder)."""
+
+    def patch(flag, size, md5):
+        catalog = load_catalog()
+        facts = catalog.datasets[flag]
+        files = dict(facts.files)
+        files[size] = dataclasses.replace(files[size], md5=md5)
+        monkeypatch.setitem(catalog.datasets, flag, dataclasses.replace(facts, files=files))
+
+    return patch
+
+
+class FileServer(http.server.ThreadingHTTPServer):
+    """Serves ``files`` by name on 127.0.0.1 with HTTP Range support; ``plan[name]`` scripts faults per request.
+
+    Plan actions, consumed one per request: ``"ok"``, an HTTP status code such as ``503`` (sent with
+    ``Retry-After: 0``), ``"drop"`` (send half the body, then close the connection).
+    """
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.files = {}
+        self.plan = {}
+        self.requests = []
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/files"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        server = self.server
+        name = self.path.split("?")[0].rsplit("/", 1)[-1]
+        server.requests.append((name, self.headers.get("Range")))
+        action = server.plan.get(name, ["ok"]).pop(0) if server.plan.get(name) else "ok"
+        if name not in server.files:
+            self.send_error(404)
+            return
+        if isinstance(action, int):
+            self.send_response(action)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = server.files[name]
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if match:
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if action == "drop":
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def file_server(monkeypatch):
+    server = FileServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(download, "BACKOFF_SECONDS", 0.01)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,62 @@
+import re
+
+import pytest
+
+from medmnist_plus_common import UnknownConfigError, load_catalog
+
+EXPECTED_FLAGS_2D = [
+    "pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
+    "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist",
+]
+EXPECTED_FLAGS_3D = [
+    "organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d", "synapsemnist3d",
+]
+
+
+def test_eighteen_datasets_and_sixty_configs():
+    catalog = load_catalog()
+    assert [f.flag for f in catalog] == EXPECTED_FLAGS_2D + EXPECTED_FLAGS_3D
+    assert all(catalog[f].sizes == (28, 64, 128, 224) and catalog[f].dims == 2 for f in EXPECTED_FLAGS_2D)
+    assert all(catalog[f].sizes == (28, 64) and catalog[f].dims == 3 for f in EXPECTED_FLAGS_3D)
+    names = catalog.config_names()
+    assert len(names) == len(set(names)) == 60
+    assert "organmnist3d-64" in names and "pathmnist-224" in names
+
+
+def test_release_files_follow_the_official_naming_and_have_md5s():
+    catalog = load_catalog()
+    md5s = set()
+    for facts in catalog:
+        for size, release in facts.files.items():
+            expected = f"{facts.flag}.npz" if size == 28 else f"{facts.flag}_{size}.npz"
+            assert release.file == expected
+            assert release.url == f"https://zenodo.org/records/10519652/files/{expected}?download=1"
+            assert re.fullmatch(r"[0-9a-f]{32}", release.md5)
+            md5s.add(release.md5)
+    assert len(md5s) == 60
+
+
+def test_tasks_labels_and_licenses():
+    catalog = load_catalog()
+    assert catalog["chestmnist"].task == "multi-label" and catalog["chestmnist"].num_classes == 14
+    assert catalog["retinamnist"].task == "ordinal" and catalog["retinamnist"].num_classes == 5
+    assert catalog["pathmnist"].num_classes == 9 and catalog["pathmnist"].channels == 3
+    assert catalog["breastmnist"].labels == ("malignant", "normal, benign")
+    assert {f.flag for f in catalog if f.task == "binary"} == {
+        "pneumoniamnist", "breastmnist", "nodulemnist3d", "adrenalmnist3d", "vesselmnist3d", "synapsemnist3d"}
+    # OrganMNIST3D codes differ from the 2D Organ{A,C,S} order.
+    assert catalog["organmnist3d"].labels[0] == "liver" and catalog["organamnist"].labels[0] == "bladder"
+    assert {f.flag for f in catalog if f.license != "CC BY 4.0"} == {"dermamnist"}
+    assert catalog["dermamnist"].license == "CC BY-NC 4.0"
+    assert catalog["pathmnist"].split_counts == {"train": 89996, "validation": 10004, "test": 7180}
+
+
+def test_unknown_names_suggest_the_closest():
+    catalog = load_catalog()
+    with pytest.raises(UnknownConfigError, match=r"'organmnist3d-64'"):
+        catalog.parse_config_name("organmnist3d_64")
+    with pytest.raises(UnknownConfigError, match=r"'pathmnist-224'"):
+        catalog.parse_config_name("pathmnist-225")
+    with pytest.raises(UnknownConfigError, match=r"Did you mean 'bloodmnist'"):
+        catalog["bloodmnst"]
+    assert catalog.parse_config_name("adrenalmnist3d-64")[1] == 64
