@@ -23,7 +23,7 @@ from .registry import register
 __version__ = "0.1.0"
 
 
-def builder(config_name: str, **kwargs):
+def builder_for(config_name: str, **kwargs):
     """The umbrella builder for ``"<flag>-<size>"``; ``kwargs`` go to the builder (``data_dir``, ``cache_dir``...)."""
     from builders import MedMNISTPlus
 
@@ -34,7 +34,7 @@ def builder(config_name: str, **kwargs):
 def load(config_name: str, split: Optional[str] = None, streaming: bool = False, verification_mode=None,
          num_proc: Optional[int] = None, **kwargs):
     """Like ``load_dataset("medmnist_plus", config_name, ...)``, without the registry hook."""
-    instance = builder(config_name, **kwargs)
+    instance = builder_for(config_name, **kwargs)
     if streaming:
         return instance.as_streaming_dataset(split=split)
     instance.download_and_prepare(verification_mode=verification_mode, num_proc=num_proc)
@@ -47,7 +47,7 @@ except RegistryIncompatibleError as _err:  # the builders and load() still work
     warnings.warn(str(_err), stacklevel=2)
 
 __all__ = [
-    "Catalog", "DatasetFacts", "ReleaseFile", "dataset", "load_catalog", "builder", "load", "register",
+    "Catalog", "DatasetFacts", "ReleaseFile", "dataset", "load_catalog", "builder_for", "load", "register",
     "MedMNISTPlusError", "UnknownConfigError", "ReleaseFileError", "ChecksumError", "DownloadError",
     "RegistryIncompatibleError", "__version__",
 ]

@@ -93,7 +93,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     def _create_builder_config(self, config_name=None, custom_features=None, config_id=None, **config_kwargs):
         known = [config.name for config in self.BUILDER_CONFIGS]
         if config_name is not None and config_name not in known:
-            raise UnknownConfigError(_unknown_message(f"config of {type(self).__name__}", config_name, known))
+            raise UnknownConfigError(_unknown_message("config", config_name, known, owner=type(self).__name__))
         if config_name is None and len(known) > 1:
             raise UnknownConfigError(f"{type(self).__name__} needs a config name: one of {known}.")
         return super()._create_builder_config(config_name, custom_features, config_id, **config_kwargs)

@@ -110,13 +110,14 @@ class Catalog:
         return facts, int(size)
 
 
-def _unknown_message(kind: str, name: str, known: List[str]) -> str:
+def _unknown_message(kind: str, name: str, known: List[str], owner: str = "MedMNIST+") -> str:
     close = difflib.get_close_matches(str(name).lower(), known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return (
-        f"Unknown MedMNIST+ {kind} {name!r}.{hint} "
-        f"Run `medmnist-plus list` to see all {len(known)} {kind}s."
-    )
+    if len(known) > 20:
+        listing = f"Run `medmnist-plus list` to see all {len(known)}."
+    else:
+        listing = f"Known: {', '.join(known)}."
+    return f"Unknown {owner} {kind} {name!r}.{hint} {listing}"
 
 
 def _parse(doc: dict) -> Catalog:

@@ -53,11 +53,11 @@ def _verification_mode(no_checks: bool) -> Optional[str]:
 
 
 def cmd_build(args) -> int:
-    from . import builder as make_builder
+    from . import builder_for
 
     load_catalog().parse_config_name(args.config)
     kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url}
-    instance = make_builder(args.config, **{k: v for k, v in kwargs.items() if v is not None})
+    instance = builder_for(args.config, **{k: v for k, v in kwargs.items() if v is not None})
     instance.download_and_prepare(
         num_proc=args.num_proc,
         verification_mode=_verification_mode(args.no_checks),
@@ -76,7 +76,7 @@ def cmd_demo(args) -> int:
     """Build and load back a small synthetic release of two configs, fully offline."""
     import numpy as np
 
-    from . import builder as make_builder
+    from . import builder_for
     from .release import member_name
     from .synthetic import read_synthetic_arrays, write_synthetic_release
 
@@ -93,7 +93,7 @@ def cmd_demo(args) -> int:
         facts, size = load_catalog().parse_config_name(config)
         path = write_synthetic_release(os.path.join(data_dir, facts.files[size].file), facts, size,
                                        counts={"train": 24, "validation": 8, "test": 8}, seed=1)
-        instance = make_builder(config, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
+        instance = builder_for(config, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
         instance.download_and_prepare(verification_mode="no_checks")
         built = instance.as_dataset()
         streamed = instance.as_streaming_dataset(split="test")

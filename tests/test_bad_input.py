@@ -1,0 +1,179 @@
+"""Bad input: a clear error naming the file, what is wrong and what to do, and no cache that looks complete."""
+
+import logging
+import os
+import zipfile
+
+import datasets
+import numpy as np
+import pytest
+
+from builders import MedMNISTPlus
+from medmnist_plus_common import ChecksumError, ReleaseFileError, UnknownConfigError
+from medmnist_plus_common.catalog import load_catalog
+
+from .conftest import SHARED_DATA, official_arrays, write_fake_release
+
+COUNTS = {"train": 5, "validation": 2, "test": 3}
+
+
+def build(config, data_dir, cache_dir, **kwargs):
+    builder = MedMNISTPlus(config_name=config, data_dir=str(data_dir), cache_dir=cache_dir)
+    try:
+        builder.download_and_prepare(**kwargs)
+    finally:
+        assert_no_complete_cache(builder)
+    return builder
+
+
+def assert_no_complete_cache(builder):
+    """Whatever happened, a cache folder exists only if it is complete (has its dataset_info.json and shards)."""
+    if os.path.exists(builder.cache_dir):
+        files = os.listdir(builder.cache_dir)
+        assert "dataset_info.json" in files and any(f.endswith(".arrow") for f in files), files
+
+
+def fake(tmp_path, flag="bloodmnist", size=28, mutate=None, counts=COUNTS):
+    facts = load_catalog()[flag]
+    arrays = official_arrays(facts, size, counts)
+    if mutate:
+        mutate(arrays)
+    path, _ = write_fake_release(tmp_path, flag, size, counts, arrays=arrays)
+    return path
+
+
+def test_missing_member(tmp_path, cache_dir):
+    path = fake(tmp_path, mutate=lambda a: a.pop("val_labels"))
+    with pytest.raises(ReleaseFileError, match=r"bloodmnist\.npz: has no array 'val_labels'.*download it again"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+    assert path.exists()  # the user's file is left alone
+
+
+def test_truncated_zip(tmp_path, cache_dir):
+    path = fake(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReleaseFileError, match=r"bloodmnist\.npz: not a readable \.npz .*truncated or corrupt"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_corrupt_member_data_fails_during_generation_and_leaves_no_cache(tmp_path, cache_dir):
+    path = fake(tmp_path, counts={"train": 40, "validation": 2, "test": 3})
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("train_images.npy")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for offset in range(start + info.compress_size // 2, start + info.compress_size // 2 + 64):
+        data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(ReleaseFileError, match=r"bloodmnist\.npz: array 'train_images' is corrupt|ends early"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_md5_mismatch_of_a_local_file(tmp_path, cache_dir):
+    fake(tmp_path, counts=load_catalog()["breastmnist"].split_counts, flag="breastmnist")
+    with pytest.raises(ChecksumError, match=r"breastmnist\.npz: MD5 \w+ is not the official 750601b1.*no_checks"):
+        build("breastmnist-28", tmp_path, cache_dir)
+
+
+def test_wrong_dtype(tmp_path, cache_dir):
+    fake(tmp_path, mutate=lambda a: a.update(test_images=a["test_images"].astype(np.float32)))
+    with pytest.raises(ReleaseFileError, match=r"test_images\.npy has dtype float32.*uint8"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_channels_first_layout(tmp_path, cache_dir):
+    fake(tmp_path, mutate=lambda a: a.update(train_images=np.ascontiguousarray(a["train_images"].transpose(0, 3, 1, 2))))
+    with pytest.raises(ReleaseFileError, match=r"train_images\.npy has shape \(5, 3, 28, 28\).*channels-first"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_wrong_channel_count(tmp_path, cache_dir):
+    fake(tmp_path, mutate=lambda a: a.update(val_images=a["val_images"][..., :1]))
+    with pytest.raises(ReleaseFileError, match=r"val_images\.npy .* 1 channels; BloodMNIST has 3"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_gray_file_for_an_rgb_dataset(tmp_path, cache_dir):
+    fake(tmp_path, mutate=lambda a: a.update(val_images=a["val_images"][..., 0].copy()))
+    with pytest.raises(ReleaseFileError, match=r"gray-scale; BloodMNIST is RGB"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_file_of_another_size(tmp_path, cache_dir):
+    facts = load_catalog()["organmnist3d"]
+    arrays = official_arrays(facts, 28, COUNTS)
+    write_fake_release(tmp_path, "organmnist3d", 64, COUNTS, arrays=arrays)  # 28^3 data under the 64 name
+    with pytest.raises(ReleaseFileError, match=r"organmnist3d_64\.npz: .*looks like size 28, not 64"):
+        build("organmnist3d-64", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_non_official_local_file_is_rejected_by_default(tmp_path, cache_dir):
+    fake(tmp_path)
+    with pytest.raises(ChecksumError):  # default checks: the local file's MD5 fails first
+        build("bloodmnist-28", tmp_path, cache_dir)
+
+
+def test_row_count_check_and_no_checks_switch(tmp_path, cache_dir, caplog, release_md5):
+    from medmnist_plus_common.download import md5sum
+
+    path = fake(tmp_path)
+    release_md5("bloodmnist", 28, md5sum(str(path)))  # MD5 fine: only the row counts differ now
+    with pytest.raises(ReleaseFileError, match=r"the train split has 5 rows, but the official BloodMNIST at size 28 "
+                                              r"has 11959.*verification_mode='no_checks'"):
+        build("bloodmnist-28", tmp_path, cache_dir)
+    with caplog.at_level(logging.WARNING):
+        builder = build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+    assert "Building it anyway" in caplog.text
+    assert builder.as_dataset(split="train").num_rows == 5
+
+
+def test_images_and_labels_disagree_on_rows(tmp_path, cache_dir):
+    fake(tmp_path, mutate=lambda a: a.update(test_labels=a["test_labels"][:2]))
+    with pytest.raises(ReleaseFileError, match=r"test_images\.npy has 3 rows but test_labels\.npy has 2"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_label_out_of_range(tmp_path, cache_dir):
+    def mutate(arrays):
+        arrays["train_labels"][3, 0] = 8  # BloodMNIST has classes 0..7
+
+    fake(tmp_path, mutate=mutate)
+    with pytest.raises(ReleaseFileError, match=r"train_labels\.npy has values in 0\.\.8 \(first bad row 3\).*0\.\.7"):
+        build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_multi_hot_value_out_of_range(tmp_path, cache_dir):
+    def mutate(arrays):
+        arrays["val_labels"][1, 4] = 2
+
+    fake(tmp_path, flag="chestmnist", mutate=mutate)
+    with pytest.raises(ReleaseFileError, match=r"val_labels\.npy .*multi-hot values must be 0 or 1"):
+        build("chestmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_missing_file_in_data_dir(tmp_path, cache_dir):
+    fake(tmp_path, flag="bloodmnist")
+    with pytest.raises(ReleaseFileError, match=r"bloodmnist_64\.npz: not found \(it has \['bloodmnist\.npz'\]\)"):
+        build("bloodmnist-64", tmp_path, cache_dir)
+
+
+@pytest.mark.parametrize("name, suggestion", [("organmnist3d_64", "organmnist3d-64"), ("pathmnist-225", "pathmnist-224"),
+                                              ("PathMNIST-28", "pathmnist-28")])
+def test_unknown_config_names_suggest_the_closest(name, suggestion, cache_dir):
+    with pytest.raises(UnknownConfigError, match=rf"Unknown .*{name!r}.*Did you mean '{suggestion}'"):
+        MedMNISTPlus(config_name=name, cache_dir=cache_dir)
+    with pytest.raises(UnknownConfigError, match=rf"Did you mean '{suggestion}'"):
+        datasets.load_dataset("medmnist_plus", name, cache_dir=cache_dir)
+
+
+def test_a_failed_build_can_be_rerun_once_the_file_is_fixed(tmp_path, cache_dir):
+    if not (SHARED_DATA / "breastmnist.npz").is_file():
+        pytest.skip("real release file absent")
+    data = (SHARED_DATA / "breastmnist.npz").read_bytes()
+    (tmp_path / "breastmnist.npz").write_bytes(data[:-100])
+    with pytest.raises(ReleaseFileError):
+        build("breastmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+    (tmp_path / "breastmnist.npz").write_bytes(data)
+    builder = build("breastmnist-28", tmp_path, cache_dir)
+    assert builder.as_dataset(split="train").num_rows == 546

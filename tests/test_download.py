@@ -1,0 +1,124 @@
+"""Downloads over real HTTP from a server on 127.0.0.1: success, MD5 failure, transient errors, resume."""
+
+import os
+
+import datasets
+import pytest
+
+from builders import MedMNISTPlus
+from medmnist_plus_common import ChecksumError, DownloadError, download
+from medmnist_plus_common.catalog import load_catalog
+from medmnist_plus_common.download import md5sum
+
+from .conftest import assert_matches_release, write_fake_release
+
+COUNTS = {"train": 6, "validation": 3, "test": 3}
+
+
+@pytest.fixture
+def served_release(tmp_path, file_server, release_md5):
+    """A fake pneumoniamnist-64 release served by the local server and published in the catalog."""
+    path, arrays = write_fake_release(tmp_path / "upstream", "pneumoniamnist", 64, COUNTS)
+    file_server.files[path.name] = path.read_bytes()
+    release_md5("pneumoniamnist", 64, md5sum(str(path)))
+    return path, arrays
+
+
+def cached_files(cache_dir):
+    return sorted(os.path.relpath(os.path.join(d, f), cache_dir) for d, _, fs in os.walk(cache_dir) for f in fs)
+
+
+def test_download_verifies_caches_and_builds(served_release, file_server, cache_dir):
+    path, arrays = served_release
+    built = datasets.load_dataset("medmnist_plus", "pneumoniamnist-64", base_url=file_server.base_url,
+                                  cache_dir=cache_dir, verification_mode="no_checks")
+    assert_matches_release(built, arrays, load_catalog()["pneumoniamnist"])
+    stored = [f for f in cached_files(cache_dir) if f.endswith("pneumoniamnist_64.npz")]
+    assert len(stored) == 1 and md5sum(os.path.join(cache_dir, stored[0])) == md5sum(str(path))
+    assert not [f for f in cached_files(cache_dir) if f.endswith(".incomplete")]
+
+    # A second builder (another config id: no_checks off) reuses the downloaded file: no new request.
+    requests_before = len(file_server.requests)
+    streamed = MedMNISTPlus(config_name="pneumoniamnist-64", base_url=file_server.base_url,
+                            cache_dir=cache_dir).as_streaming_dataset(split="test")
+    assert [row["index"] for row in streamed] == [0, 1, 2]
+    assert len(file_server.requests) == requests_before
+
+
+def test_md5_mismatch_is_never_used_or_cached(served_release, file_server, cache_dir):
+    path, _ = served_release
+    body = bytearray(path.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    file_server.files[path.name] = bytes(body)
+    builder = MedMNISTPlus(config_name="pneumoniamnist-64", base_url=file_server.base_url, cache_dir=cache_dir)
+    with pytest.raises(ChecksumError, match=r"pneumoniamnist_64\.npz.*MD5 .* not the published .*nothing was cached"):
+        builder.download_and_prepare(verification_mode="no_checks")
+    leftovers = [f for f in cached_files(cache_dir) if not f.endswith(".lock")]
+    assert not [f for f in leftovers if f.endswith(".npz") or f.endswith(".incomplete")]
+    assert not os.path.exists(builder.cache_dir)
+
+
+@pytest.mark.parametrize("status", [503, 429, 502])
+def test_transient_server_errors_are_retried(served_release, file_server, cache_dir, status):
+    path, arrays = served_release
+    file_server.plan[path.name] = [status, status, "ok"]
+    built = datasets.load_dataset("medmnist_plus", "pneumoniamnist-64", base_url=file_server.base_url,
+                                  cache_dir=cache_dir, verification_mode="no_checks", split="train")
+    assert built.num_rows == COUNTS["train"]
+    assert [name for name, _ in file_server.requests] == [path.name] * 3
+
+
+def test_interrupted_download_resumes_with_range(served_release, file_server, tmp_path):
+    path, _ = served_release
+    file_server.plan[path.name] = ["drop", "ok"]
+    target = tmp_path / "dl" / path.name
+    download.download(f"{file_server.base_url}/{path.name}", str(target), md5=md5sum(str(path)))
+    assert target.read_bytes() == path.read_bytes()
+    (first, first_range), (second, second_range) = file_server.requests
+    assert first_range is None
+    assert second_range is not None and int(second_range[len("bytes="):-1]) > 0
+
+
+def test_partial_file_from_an_earlier_run_is_resumed(served_release, file_server, tmp_path):
+    path, _ = served_release
+    body = path.read_bytes()
+    target = tmp_path / "dl" / path.name
+    target.parent.mkdir()
+    (tmp_path / "dl" / (path.name + ".incomplete")).write_bytes(body[:1000])
+    download.download(f"{file_server.base_url}/{path.name}", str(target), md5=md5sum(str(path)))
+    assert target.read_bytes() == body
+    assert file_server.requests == [(path.name, "bytes=1000-")]
+
+
+def test_not_found_fails_at_once_with_advice(file_server, tmp_path):
+    with pytest.raises(DownloadError, match=r"HTTP 404.*check the base URL"):
+        download.download(f"{file_server.base_url}/nothing.npz", str(tmp_path / "nothing.npz"))
+    assert len(file_server.requests) == 1
+    assert not (tmp_path / "nothing.npz").exists()
+
+
+def test_persistent_errors_give_up_and_keep_nothing_complete(served_release, file_server, tmp_path, monkeypatch):
+    path, _ = served_release
+    monkeypatch.setattr(download, "RETRIES", 2)
+    file_server.plan[path.name] = [503] * 5
+    target = tmp_path / "dl" / path.name
+    with pytest.raises(DownloadError, match=r"failed 3 times \(last: HTTP 503\)"):
+        download.download(f"{file_server.base_url}/{path.name}", str(target), md5=md5sum(str(path)))
+    assert not target.exists()
+
+
+def test_offline_mode_refuses_to_download(served_release, file_server, cache_dir, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    builder = MedMNISTPlus(config_name="pneumoniamnist-64", base_url=file_server.base_url, cache_dir=cache_dir)
+    with pytest.raises(DownloadError, match="offline mode is on"):
+        builder.download_and_prepare(verification_mode="no_checks")
+    assert file_server.requests == []
+
+
+def test_official_url_is_used_without_a_mirror(monkeypatch):
+    release = load_catalog()["organmnist3d"].files[64]
+    monkeypatch.delenv("MEDMNIST_PLUS_BASE_URL")
+    assert download.release_url(release) == "https://zenodo.org/records/10519652/files/organmnist3d_64.npz?download=1"
+    monkeypatch.setenv("MEDMNIST_PLUS_BASE_URL", "http://127.0.0.1:1/mirror/")
+    assert download.release_url(release) == "http://127.0.0.1:1/mirror/organmnist3d_64.npz"
+    assert download.release_url(release, "http://127.0.0.1:2/x/") == "http://127.0.0.1:2/x/organmnist3d_64.npz"
