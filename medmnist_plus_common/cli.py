@@ -69,6 +69,37 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _publish_kwargs(args) -> dict:
+    return {"max_shard_size": args.max_shard_size, "num_proc": args.num_proc, "no_checks": args.no_checks,
+            "data_dir": args.data_dir, "cache_dir": args.cache_dir, "base_url": args.base_url}
+
+
+def cmd_export(args) -> int:
+    from .publish import export, resolve_configs
+
+    configs = resolve_configs(args.configs.split(",") if args.configs else None, args.all)
+    written = export(args.out, configs, **_publish_kwargs(args))
+    print(f"Exported {len(written)} config(s) to {args.out}: {', '.join(written)}")
+    print(f'Load with: datasets.load_dataset("{args.out}", "{written[0]}")')
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .publish import push, resolve_configs
+
+    if args.from_export and args.all:
+        from .publish import _read_local_card
+
+        configs = sorted(_read_local_card(args.from_export)[1])
+    else:
+        configs = resolve_configs(args.configs.split(",") if args.configs else None, args.all)
+    pushed = push(args.repo, configs, private=args.private, endpoint=args.endpoint, token=args.token,
+                  from_export=args.from_export, **_publish_kwargs(args))
+    print(f"Pushed {len(pushed)} config(s) to {args.repo}: {', '.join(pushed)}")
+    print(f'Load with: datasets.load_dataset("{args.repo}", "{pushed[0]}")')
+    return 0
+
+
 DEMO_CONFIGS = ("bloodmnist-64", "organmnist3d-28")
 
 
@@ -146,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accept a non-official file (subset, benchmark): warn instead of failing on MD5/rows")
     build.add_argument("--force", action="store_true", help="download again and rebuild")
     build.set_defaults(run=cmd_build)
+    for name, run, text in (("export", cmd_export, "write Parquet shards + dataset card to a local folder"),
+                            ("push", cmd_push, "publish Parquet shards + dataset card to a Hugging Face Hub repo")):
+        command = commands.add_parser(name, help=text)
+        if name == "export":
+            command.add_argument("--out", required=True, help="folder to write (a folder named medmnist_plus serves "
+                                                               'load_dataset("medmnist_plus", ...) from its parent)')
+        else:
+            command.add_argument("--repo", required=True, help="<namespace>/medmnist_plus")
+            command.add_argument("--private", action="store_true", help="create the repo private")
+            command.add_argument("--endpoint", help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+            command.add_argument("--token", help="Hub token (default: HF_TOKEN / huggingface-cli login); never printed")
+            command.add_argument("--from-export", help="publish the configs of a folder written by `export`")
+        chosen = command.add_mutually_exclusive_group(required=True)
+        chosen.add_argument("--configs", help="comma-separated config names, e.g. pathmnist-224,organmnist3d-64")
+        chosen.add_argument("--all", action="store_true", help="all 60 configs (with --from-export: all in it)")
+        command.add_argument("--max-shard-size", default="500MB", help="largest Parquet shard (default 500MB)")
+        command.add_argument("--num-proc", type=int, default=None, help="processes for building")
+        command.add_argument("--data-dir", help="folder holding the official .npz files (no download)")
+        command.add_argument("--cache-dir", help="datasets cache folder")
+        command.add_argument("--base-url", help="mirror URL serving the release files by name")
+        command.add_argument("--no-checks", action="store_true", help="accept non-official files (card says so)")
+        command.set_defaults(run=run)
     demo = commands.add_parser("demo", help="build a small synthetic sample offline and load it back")
     demo.add_argument("--workdir", help="where to write the sample and its cache (default: a new temp folder)")
     demo.set_defaults(run=cmd_demo)

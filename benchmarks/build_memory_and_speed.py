@@ -1,0 +1,168 @@
+"""Benchmark: building a PathMNIST-224-shaped release of >= 2 GiB pixels, memory and speed.
+
+What it measures (issue 2):
+  1. peak RSS of a single-process build (budget: 1 GiB; the official package holds a whole split in RAM),
+  2. single-process build time vs. the sum of its unavoidable parts measured alone on the same file:
+     decompressing the members with np.load + encoding every image as the Image feature stores it (PNG),
+  3. the speed-up of --num-proc 2 over --num-proc 1.
+
+Run:  python benchmarks/build_memory_and_speed.py [--rows 15000] [--workdir benchmarks/work]
+It writes benchmarks/results/build_memory_and_speed.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from medmnist_plus_common.catalog import SPLITS, load_catalog
+from medmnist_plus_common.features import encode_png
+from medmnist_plus_common.release import member_name
+from medmnist_plus_common.synthetic import write_synthetic_release
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def run_build(data_dir: str, cache_dir: str, num_proc: int) -> dict:
+    """Run `medmnist-plus build` in a fresh process; wall time, peak RSS of the largest process and of the tree."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    command = [sys.executable, "-m", "medmnist_plus_common.cli", "build", "pathmnist-224", "--data-dir", data_dir,
+               "--cache-dir", cache_dir, "--no-checks", "--num-proc", str(num_proc)]
+    env = dict(os.environ, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_tree = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak_tree
+        while not stop.is_set():
+            peak_tree = max(peak_tree, tree_rss_bytes(process.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = process.communicate()
+    seconds = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"build failed:\n{out}\n{err}")
+    import resource
+
+    peak_single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # largest process so far
+    return {"num_proc": num_proc, "seconds": seconds, "peak_rss_largest_process": peak_single,
+            "peak_rss_process_tree": peak_tree, "output": out.strip()}
+
+
+def unavoidable_parts(path: str) -> dict:
+    """Decompress every member with np.load, then PNG-encode every image: each timed alone."""
+    decompress = 0.0
+    encode = 0.0
+    images = 0
+    for split in SPLITS:
+        for kind in ("images", "labels"):
+            start = time.perf_counter()
+            with np.load(path) as arrays:
+                array = arrays[member_name(split, kind)]
+            decompress += time.perf_counter() - start
+            if kind == "images":
+                start = time.perf_counter()
+                for pixels in array:
+                    encode_png(pixels)
+                encode += time.perf_counter() - start
+                images += len(array)
+            del array
+    return {"np_load_seconds": decompress, "png_encode_seconds": encode, "images": images,
+            "sum_seconds": decompress + encode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=15000, help="total rows (default 15000 = 2.1 GiB of pixels)")
+    parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    args = parser.parse_args()
+
+    facts = load_catalog()["pathmnist"]
+    counts = {"train": int(args.rows * 0.8), "validation": int(args.rows * 0.1)}
+    counts["test"] = args.rows - counts["train"] - counts["validation"]
+    data_dir = os.path.join(args.workdir, "release")
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, facts.files[224].file)
+    pixel_bytes = args.rows * int(np.prod(facts.image_shape(224)))
+    marker = path + f".rows{args.rows}"
+    if not (os.path.exists(path) and os.path.exists(marker)):
+        print(f"writing a synthetic PathMNIST-224 release: {args.rows} rows, {pixel_bytes / 2**30:.2f} GiB pixels")
+        write_synthetic_release(path, facts, 224, counts, seed=224)
+        open(marker, "w").close()
+
+    parts = unavoidable_parts(path)
+    print(f"unavoidable parts: {parts}")
+    single = run_build(data_dir, os.path.join(args.workdir, "cache1"), 1)
+    print({k: v for k, v in single.items() if k != "output"})
+    double = run_build(data_dir, os.path.join(args.workdir, "cache2"), 2)
+    print({k: v for k, v in double.items() if k != "output"})
+
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "release": {"rows": args.rows, "counts": counts, "pixel_bytes": pixel_bytes,
+                    "file_bytes": os.path.getsize(path)},
+        "unavoidable_parts": parts,
+        "build_num_proc_1": single,
+        "build_num_proc_2": double,
+        "ratio_build_to_parts": single["seconds"] / parts["sum_seconds"],
+        "speedup_num_proc_2": single["seconds"] / double["seconds"],
+    }
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "build_memory_and_speed.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    gib = 2**30
+    print(f"""
+| measure | value | goal |
+|---|---|---|
+| pixels in the synthetic release | {pixel_bytes / gib:.2f} GiB ({args.rows} rows, file {os.path.getsize(path) / gib:.2f} GiB) | >= 2 GiB |
+| peak RSS, build --num-proc 1 | {single['peak_rss_process_tree'] / gib:.2f} GiB | <= 1 GiB |
+| peak RSS, build --num-proc 2 (all processes) | {double['peak_rss_process_tree'] / gib:.2f} GiB | |
+| np.load of all members alone | {parts['np_load_seconds']:.1f} s | |
+| PNG encoding of all images alone | {parts['png_encode_seconds']:.1f} s | |
+| build --num-proc 1 | {single['seconds']:.1f} s = {result['ratio_build_to_parts']:.2f} x the parts | <= 1.5 x |
+| build --num-proc 2 | {double['seconds']:.1f} s = {result['speedup_num_proc_2']:.2f} x faster | >= 1.6 x |
+""")
+
+
+if __name__ == "__main__":
+    main()
