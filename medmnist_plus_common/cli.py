@@ -70,7 +70,7 @@ def cmd_build(args) -> int:
 
 
 def _publish_kwargs(args) -> dict:
-    return {"max_shard_size": args.max_shard_size, "num_proc": args.num_proc, "no_checks": args.no_checks,
+    return {"max_shard_size": args.max_shard_size, "num_shards": args.num_shards, "num_proc": args.num_proc, "no_checks": args.no_checks,
             "data_dir": args.data_dir, "cache_dir": args.cache_dir, "base_url": args.base_url}
 
 
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         chosen.add_argument("--configs", help="comma-separated config names, e.g. pathmnist-224,organmnist3d-64")
         chosen.add_argument("--all", action="store_true", help="all 60 configs (with --from-export: all in it)")
         command.add_argument("--max-shard-size", default="500MB", help="largest Parquet shard (default 500MB)")
+        command.add_argument("--num-shards", type=int, default=None,
+                             help="Parquet shards per split (overrides --max-shard-size; streaming wants >= workers x ranks)")
         command.add_argument("--num-proc", type=int, default=None, help="processes for building")
         command.add_argument("--data-dir", help="folder holding the official .npz files (no download)")
         command.add_argument("--cache-dir", help="datasets cache folder")

@@ -62,8 +62,13 @@ def build_config(config_name: str, *, no_checks: bool = False, num_proc: Optiona
 
 
 def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
-           num_proc: Optional[int] = None, no_checks: bool = False, **builder_kwargs) -> List[str]:
-    """Write each config's Parquet shards and the card to ``out_dir``; return the configs written."""
+           num_shards: Optional[int] = None, num_proc: Optional[int] = None, no_checks: bool = False,
+           **builder_kwargs) -> List[str]:
+    """Write each config's Parquet shards and the card to ``out_dir``; return the configs written.
+
+    ``num_shards`` (per split, at most one row each) overrides ``max_shard_size``: streaming spreads shards over
+    DataLoader workers and ranks, so a split wants at least workers x ranks shards.
+    """
     os.makedirs(out_dir, exist_ok=True)
     metadata, provenance = _read_local_card(out_dir)
     written = []
@@ -71,7 +76,7 @@ def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_
         dataset, origin = build_config(name, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
         provenance.pop(name, None)  # unlisted while its shards are replaced
         _write_local_card(out_dir, metadata, provenance)
-        info = _write_parquet_config(out_dir, name, dataset, max_shard_size)
+        info = _write_parquet_config(out_dir, name, dataset, max_shard_size, num_shards)
         metadata = _with_config_metadata(metadata, name, info)
         provenance[name] = origin
         _write_local_card(out_dir, metadata, provenance)
@@ -79,7 +84,8 @@ def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_
     return written
 
 
-def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict, max_shard_size) -> datasets.DatasetInfo:
+def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict, max_shard_size,
+                          num_shards: Optional[int] = None) -> datasets.DatasetInfo:
     """Write ``<out_dir>/<name>/<split>-XXXXX-of-NNNNN.parquet`` atomically (temp folder, then rename)."""
     max_bytes = datasets.utils.py_utils.convert_file_size_to_int(max_shard_size)
     partial = os.path.join(out_dir, f".{name}.partial")
@@ -89,11 +95,10 @@ def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict
                                 download_size=0, dataset_size=0)
     for split in SPLITS:
         split_dataset = dataset[split]
-        num_shards = int(split_dataset._estimate_nbytes() / max_bytes) + 1  # as push_to_hub shards
-        num_shards = max(1, min(num_shards, split_dataset.num_rows))
-        for index in range(num_shards):
-            shard = split_dataset.shard(num_shards=num_shards, index=index, contiguous=True)
-            path = os.path.join(partial, f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
+        shards = _shard_count(split_dataset, max_bytes, num_shards)
+        for index in range(shards):
+            shard = split_dataset.shard(num_shards=shards, index=index, contiguous=True)
+            path = os.path.join(partial, f"{split}-{index:05d}-of-{shards:05d}.parquet")
             shard.to_parquet(path)
             info.download_size += os.path.getsize(path)
         nbytes = split_dataset.data.nbytes
@@ -103,6 +108,12 @@ def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return info
+
+
+def _shard_count(dataset: datasets.Dataset, max_bytes: int, num_shards: Optional[int]) -> int:
+    if num_shards is None:
+        num_shards = int(dataset._estimate_nbytes() / max_bytes) + 1  # as push_to_hub computes it
+    return max(1, min(num_shards, dataset.num_rows))
 
 
 def _with_config_metadata(metadata: dict, name: str, info: datasets.DatasetInfo) -> dict:
@@ -161,7 +172,7 @@ def hub_endpoint(endpoint: Optional[str]):
 
 
 def push(repo_id: str, config_names: Iterable[str], *, private: bool = False, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
-         endpoint: Optional[str] = None, token: Optional[str] = None, from_export: Optional[str] = None,
+         num_shards: Optional[int] = None, endpoint: Optional[str] = None, token: Optional[str] = None, from_export: Optional[str] = None,
          num_proc: Optional[int] = None, no_checks: bool = False, **builder_kwargs) -> List[str]:
     """Publish each config to ``repo_id`` with ``push_to_hub(config_name=...)``, then write the card."""
     with hub_endpoint(endpoint):
@@ -178,8 +189,11 @@ def push(repo_id: str, config_names: Iterable[str], *, private: bool = False, ma
             else:
                 dataset, origin = build_config(name, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
             _update_hub_card(api, repo_id, remove=name)  # unlisted while its shards are replaced
-            dataset.push_to_hub(repo_id, config_name=name, max_shard_size=max_shard_size, token=token,
-                                private=private, commit_message=f"Upload {name} (medmnist-plus)")
+            shards = None
+            if num_shards is not None:
+                shards = {split: _shard_count(dataset[split], 1, num_shards) for split in dataset}
+            dataset.push_to_hub(repo_id, config_name=name, max_shard_size=max_shard_size, num_shards=shards,
+                                token=token, private=private, commit_message=f"Upload {name} (medmnist-plus)")
             _update_hub_card(api, repo_id, add=(name, origin))
             pushed.append(name)
             logger.info("Pushed %s to %s", name, repo_id)

@@ -1,0 +1,104 @@
+"""Streaming into PyTorch training loops: exactly once per epoch across workers and ranks, resume, the example.
+
+The stream comes from a folder written by `medmnist-plus export` (the same layout as the Hub repo), read by
+stock `load_dataset(folder, config, streaming=True)`.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from medmnist_plus_common.publish import export  # noqa: E402
+from medmnist_plus_common.training import data_loader, streaming_dataset  # noqa: E402
+
+from .conftest import write_fake_release  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = {"bloodmnist-28": {"train": 96, "validation": 8, "test": 8},
+        "organmnist3d-28": {"train": 24, "validation": 4, "test": 4}}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    arrays = {}
+    for config, counts in ROWS.items():
+        flag, size = config.rsplit("-", 1)
+        _, arrays[config] = write_fake_release(root / "release", flag, int(size), counts, seed=11)
+    folder = root / "medmnist_plus"
+    export(str(folder), list(ROWS), num_shards=8, data_dir=str(root / "release"), cache_dir=str(root / "cache"),
+           no_checks=True)
+    return str(folder), arrays
+
+
+# Shuffled Parquet streams in datasets 5.2 sleep 5 s when an iteration ends (an Arrow thread-shutdown guard),
+# so each case runs one epoch; test_shuffle_order_changes_with_the_epoch covers a second one.
+@pytest.mark.parametrize("world_size, epoch", [(2, 0), (3, 1)])
+def test_each_example_exactly_once_per_epoch_across_workers_and_ranks(exported, world_size, epoch):
+    folder, arrays = exported
+    config = "bloodmnist-28"
+    seen = []
+    for rank in range(world_size):
+        stream = streaming_dataset(folder, config, rank=rank, world_size=world_size, shuffle_buffer=32, seed=3)
+        stream.set_epoch(epoch)
+        for batch in data_loader(stream, batch_size=16, num_workers=2):
+            assert batch["images"].dtype == torch.uint8 and batch["images"].shape[1:] == (3, 28, 28)
+            assert batch["labels"].dtype == torch.int64 and batch["labels"].shape == batch["index"].shape
+            for image, label, index in zip(batch["images"], batch["labels"], batch["index"].tolist()):
+                expected = arrays[config]["train_images"][index].transpose(2, 0, 1)
+                assert np.array_equal(image.numpy(), expected)
+                assert int(label) == int(arrays[config]["train_labels"][index, 0])
+            seen += batch["index"].tolist()
+    assert sorted(seen) == list(range(ROWS[config]["train"])), (world_size, epoch)
+
+
+def test_shuffle_order_changes_with_the_epoch(exported):
+    folder, _ = exported
+    stream = streaming_dataset(folder, "bloodmnist-28", shuffle_buffer=32, seed=3)
+    orders = []
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        orders.append([example["index"] for example in stream])
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(96)) and orders[0] != orders[1]
+
+
+def test_3d_batches_are_n_1_d_h_w_uint8(exported):
+    folder, arrays = exported
+    stream = streaming_dataset(folder, "organmnist3d-28", shuffle_buffer=None)
+    batches = list(data_loader(stream, batch_size=8, num_workers=2))
+    indices = [i for batch in batches for i in batch["index"].tolist()]
+    assert sorted(indices) == list(range(24))
+    batch = batches[0]
+    assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (8, 1, 28, 28, 28)
+    first = batch["index"][0].item()
+    assert np.array_equal(batch["images"][0, 0].numpy(), arrays["organmnist3d-28"]["train_images"][first])
+
+
+def test_resumed_iterable_continues_where_it_stopped(exported):
+    folder, _ = exported
+    stream = streaming_dataset(folder, "bloodmnist-28", shuffle_buffer=None)
+    full = [example["index"] for example in stream]
+    iterator = iter(stream)
+    head = [next(iterator)["index"] for _ in range(37)]
+    state = stream.state_dict()
+    resumed = streaming_dataset(folder, "bloodmnist-28", shuffle_buffer=None)
+    resumed.load_state_dict(state)
+    tail = [example["index"] for example in resumed]
+    assert head + tail == full == list(range(96))
+
+
+def test_training_example_runs_a_few_steps(exported):
+    folder, _ = exported
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "examples", "train_streaming.py"), "--source", folder, "--config",
+         "bloodmnist-28", "--steps", "3", "--batch-size", "16", "--shuffle-buffer", "32"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "step 3:" in result.stdout and "images (16, 3, 28, 28) torch.uint8" in result.stdout
+    assert "step 4:" not in result.stdout
