@@ -8,6 +8,7 @@ MedMNIST+ recipe is the other source this config is shaped for (its recipes land
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -37,6 +38,8 @@ class MedMNISTConfig(datasets.BuilderConfig):
     size: int = 0
     source: str = "official"
     base_url: Optional[str] = None
+    # Size and mtime of the file in data_dir: part of the cache key, so replacing a local file rebuilds.
+    local_file_stamp: Optional[str] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -96,6 +99,12 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             raise UnknownConfigError(_unknown_message("config", config_name, known, owner=type(self).__name__))
         if config_name is None and len(known) > 1:
             raise UnknownConfigError(f"{type(self).__name__} needs a config name: one of {known}.")
+        if config_kwargs.get("data_dir") is not None and config_name is not None:
+            config = next(c for c in self.BUILDER_CONFIGS if c.name == config_name)
+            path = os.path.join(os.path.expanduser(str(config_kwargs["data_dir"])), config.facts.files[config.size].file)
+            if os.path.isfile(path):
+                stat = os.stat(path)
+                config_kwargs["local_file_stamp"] = f"{stat.st_size}-{stat.st_mtime_ns}"
         return super()._create_builder_config(config_name, custom_features, config_id, **config_kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
