@@ -131,7 +131,10 @@ def _with_config_metadata(metadata: dict, name: str, info: datasets.DatasetInfo)
 def _read_local_card(out_dir: str) -> Tuple[dict, Dict[str, dict]]:
     card_path, provenance_path = os.path.join(out_dir, CARD_FILE), os.path.join(out_dir, PROVENANCE_FILE)
     metadata = DatasetCard.load(card_path).data.to_dict() if os.path.isfile(card_path) else {}
-    provenance = json.load(open(provenance_path, encoding="utf-8")) if os.path.isfile(provenance_path) else {}
+    provenance = {}
+    if os.path.isfile(provenance_path):
+        with open(provenance_path, encoding="utf-8") as f:
+            provenance = json.load(f)
     return metadata, provenance
 
 
@@ -189,10 +192,11 @@ def push(repo_id: str, config_names: Iterable[str], *, private: bool = False, ma
             else:
                 dataset, origin = build_config(name, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
             _update_hub_card(api, repo_id, remove=name)  # unlisted while its shards are replaced
-            shards = None
-            if num_shards is not None:
-                shards = {split: _shard_count(dataset[split], 1, num_shards) for split in dataset}
-            dataset.push_to_hub(repo_id, config_name=name, max_shard_size=max_shard_size, num_shards=shards,
+            # Shard counts computed here as push_to_hub would, but never above the row count (datasets 5.2
+            # fails on empty shards when max_shard_size is small next to a split).
+            max_bytes = datasets.utils.py_utils.convert_file_size_to_int(max_shard_size)
+            shards = {split: _shard_count(dataset[split], max_bytes, num_shards) for split in dataset}
+            dataset.push_to_hub(repo_id, config_name=name, num_shards=shards,
                                 token=token, private=private, commit_message=f"Upload {name} (medmnist-plus)")
             _update_hub_card(api, repo_id, add=(name, origin))
             pushed.append(name)
