@@ -20,7 +20,7 @@ from datasets.utils.info_utils import VerificationMode
 from .catalog import SPLITS, DatasetFacts, _unknown_message, load_catalog
 from .download import locate_release
 from .errors import MedMNISTPlusError, UnknownConfigError
-from .features import encode_label, encode_sample, features_for, label_description, sample_key
+from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
 from .release import ReleaseArchive, check_release, member_name, shard_ranges
 
 SOURCES = ("official",)
@@ -38,17 +38,25 @@ class MedMNISTConfig(datasets.BuilderConfig):
     size: int = 0
     source: str = "official"
     base_url: Optional[str] = None
+    image_storage: str = "png"  # 2D only: "raw" keeps uint8 arrays (fast local training), "png" for the Hub
     # Size and mtime of the file in data_dir: part of the cache key, so replacing a local file rebuilds.
     local_file_stamp: Optional[str] = None
 
     def __post_init__(self):
         super().__post_init__()
-        if self.source not in SOURCES:
-            raise ValueError(f"Unknown source {self.source!r} for {self.name!r}; available: {list(SOURCES)}.")
+        check_config_options(source=self.source, image_storage=self.image_storage)
 
     @property
     def facts(self) -> DatasetFacts:
         return load_catalog()[self.flag]
+
+
+def check_config_options(**options) -> None:
+    """Reject unknown option values early (datasets sets user config kwargs without re-running __post_init__)."""
+    allowed = {"source": SOURCES, "image_storage": IMAGE_STORAGES}
+    for key, value in options.items():
+        if key in allowed and value is not None and value not in allowed[key]:
+            raise ValueError(f"Unknown {key} {value!r}; available: {list(allowed[key])}.")
 
 
 def size_configs(flag: str) -> List[MedMNISTConfig]:
@@ -99,6 +107,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             raise UnknownConfigError(_unknown_message("config", config_name, known, owner=type(self).__name__))
         if config_name is None and len(known) > 1:
             raise UnknownConfigError(f"{type(self).__name__} needs a config name: one of {known}.")
+        check_config_options(**config_kwargs)
         if config_kwargs.get("data_dir") is not None and config_name is not None:
             config = next(c for c in self.BUILDER_CONFIGS if c.name == config_name)
             path = os.path.join(os.path.expanduser(str(config_kwargs["data_dir"])), config.facts.files[config.size].file)
@@ -117,7 +126,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                 f"MedMNIST arrays (0-based); {sample_key(facts)}: the {_size_text(facts, size)} pixels as "
                 f"released; {label_description(facts)} MedMNIST's split 'val' is named 'validation'."
             ),
-            features=features_for(facts, size),
+            features=features_for(facts, size, self.config.image_storage),
             homepage="https://medmnist.com/",
             citation="\n".join(
                 [catalog.citations["medmnist_v2"], catalog.citations["medmnist_plus"], facts.source_collection.citation]
@@ -182,7 +191,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                     for pixels in chunk:
                         example = {
                             "index": index,
-                            column: encode_sample(facts, pixels),
+                            column: encode_sample(facts, pixels, self.config.image_storage),
                             "label": encode_label(facts, labels[index]),
                         }
                         yield Key(shard, index), example

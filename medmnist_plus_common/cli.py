@@ -56,7 +56,8 @@ def cmd_build(args) -> int:
     from . import builder_for
 
     load_catalog().parse_config_name(args.config)
-    kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url}
+    kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url,
+              "image_storage": args.image_storage}
     instance = builder_for(args.config, **{k: v for k, v in kwargs.items() if v is not None})
     instance.download_and_prepare(
         num_proc=args.num_proc,
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-checks", action="store_true",
                        help="accept a non-official file (subset, benchmark): warn instead of failing on MD5/rows")
     build.add_argument("--force", action="store_true", help="download again and rebuild")
+    build.add_argument("--image-storage", choices=("png", "raw"), default=None,
+                       help="2D images as PNG (default, smallest) or raw uint8 arrays (fastest to train from)")
     build.set_defaults(run=cmd_build)
     for name, run, text in (("export", cmd_export, "write Parquet shards + dataset card to a local folder"),
                             ("push", cmd_push, "publish Parquet shards + dataset card to a Hugging Face Hub repo")):

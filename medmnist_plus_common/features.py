@@ -1,7 +1,10 @@
 """The features of every MedMNIST+ config, declared once, the same for official and regenerated sources.
 
 - ``index``: the row of the example in its split of the official MedMNIST arrays (0-based).
-- ``image`` (2D): ``Image()``, stored as lossless PNG, mode L (gray) or RGB, pixel-exact to the release.
+- ``image`` (2D): ``Image()``, stored as lossless PNG, mode L (gray) or RGB, pixel-exact to the release
+  (the default, and what the Hub gets). For local training caches, ``image_storage="raw"`` stores the uint8
+  pixels instead (``Array2D((s, s))`` gray, ``Array3D((s, s, 3))`` RGB): larger on disk, no decoding, read
+  zero-copy from the memory-mapped Arrow file.
 - ``volume`` (3D): ``Array3D((s, s, s), "uint8")``, D x H x W as in the release.
 - ``label``: ``ClassLabel`` with the catalog names, or for ChestMNIST (multi-label) a fixed-length list of
   14 uint8 multi-hot values in the order of the catalog's label names.
@@ -12,7 +15,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from datasets import Array3D, ClassLabel, Features, Image, List, Value
+from datasets import Array2D, Array3D, ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from .catalog import DatasetFacts
@@ -22,9 +25,15 @@ def sample_key(facts: DatasetFacts) -> str:
     return "volume" if facts.dims == 3 else "image"
 
 
-def features_for(facts: DatasetFacts, size: int) -> Features:
+IMAGE_STORAGES = ("png", "raw")
+
+
+def features_for(facts: DatasetFacts, size: int, image_storage: str = "png") -> Features:
     if facts.dims == 3:
         sample = Array3D(shape=(size, size, size), dtype="uint8")
+    elif image_storage == "raw":
+        sample = Array2D(shape=(size, size), dtype="uint8") if facts.channels == 1 else \
+            Array3D(shape=(size, size, facts.channels), dtype="uint8")
     else:
         sample = Image()
     if facts.is_multilabel:
@@ -48,9 +57,9 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def encode_sample(facts: DatasetFacts, pixels: np.ndarray):
+def encode_sample(facts: DatasetFacts, pixels: np.ndarray, image_storage: str = "png"):
     """The value of the ``image``/``volume`` column for one release row."""
-    if facts.dims == 3:
+    if facts.dims == 3 or image_storage == "raw":
         return pixels
     return {"bytes": encode_png(pixels), "path": None}
 

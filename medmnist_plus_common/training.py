@@ -66,3 +66,83 @@ def data_loader(dataset, batch_size: int = 64, num_workers: int = 2, **kwargs):
 
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=UInt8Collate(),
                       persistent_workers=False, **kwargs)
+
+
+def _fixed_shape_values(column, shape) -> np.ndarray:
+    """An ``Array2D``/``Array3D`` Arrow column as one (n, *shape) numpy array, without a per-row Python step."""
+    import pyarrow as pa
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    arrays = []
+    for chunk in chunks:
+        values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+        for _ in shape:
+            values = values.flatten()
+        arrays.append(values.to_numpy(zero_copy_only=False).reshape((-1,) + tuple(shape)))
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _png_values(column) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(item["bytes"]))) for item in column.to_pylist()])
+
+
+class ArrowBatches:
+    """A map-style dataset for ``torch.utils.data.DataLoader`` that fetches a whole batch from the Arrow table.
+
+    The DataLoader calls ``__getitems__`` with a batch of indices: one Arrow ``take`` on the memory-mapped cache,
+    then ``Array2D/3D`` columns become uint8 arrays without a per-row Python step (PNG columns are decoded).
+    Use with :func:`batch_loader`.
+    """
+
+    def __init__(self, dataset):
+        from datasets import Image
+
+        self.column = "volume" if "volume" in dataset.column_names else "image"
+        feature = dataset.features[self.column]
+        self.is_png = isinstance(feature, Image)
+        self.shape = None if self.is_png else tuple(feature.shape)
+        self.dataset = dataset.with_format("arrow")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices) -> Dict[str, Any]:
+        import pyarrow as pa
+        import torch
+
+        table = self.dataset[list(indices)]
+        column = table.column(self.column)
+        pixels = _png_values(column) if self.is_png else _fixed_shape_values(column, self.shape)
+        if self.column == "volume" or pixels.ndim == 3:
+            pixels = pixels[:, None]  # N x 1 x D x H x W, or gray N x 1 x H x W
+        else:
+            pixels = pixels.transpose(0, 3, 1, 2)  # RGB N x 3 x H x W
+        labels = table.column("label")
+        if pa.types.is_fixed_size_list(labels.type):  # ChestMNIST multi-hot
+            label_values = _fixed_shape_values(labels, (labels.type.list_size,)).astype(np.uint8)
+        else:
+            label_values = labels.to_numpy().astype(np.int64)
+        return {
+            "images": torch.from_numpy(np.ascontiguousarray(pixels)),
+            "labels": torch.from_numpy(label_values),
+            "index": torch.from_numpy(table.column("index").to_numpy()),
+        }
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return self.__getitems__([index])
+
+
+def _already_batched(batch):
+    return batch
+
+
+def batch_loader(dataset, batch_size: int = 64, num_workers: int = 2, shuffle: bool = True, **kwargs):
+    """A DataLoader over a built (Arrow) dataset that fetches whole batches; see :class:`ArrowBatches`."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(ArrowBatches(dataset), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      collate_fn=_already_batched, **kwargs)

@@ -102,3 +102,42 @@ def test_training_example_runs_a_few_steps(exported):
     assert result.returncode == 0, result.stderr
     assert "step 3:" in result.stdout and "images (16, 3, 28, 28) torch.uint8" in result.stdout
     assert "step 4:" not in result.stdout
+
+
+@pytest.mark.parametrize("config, counts", [("bloodmnist-28", {"train": 40, "validation": 3, "test": 3}),
+                                            ("breastmnist-64", {"train": 30, "validation": 3, "test": 3}),
+                                            ("chestmnist-28", {"train": 20, "validation": 3, "test": 3}),
+                                            ("nodulemnist3d-28", {"train": 12, "validation": 2, "test": 2})])
+def test_arrow_batches_png_and_raw_storage_are_exact(config, counts, tmp_path):
+    from medmnist_plus_common import builder_for
+    from medmnist_plus_common.catalog import load_catalog
+    from medmnist_plus_common.training import batch_loader
+
+    facts, size = load_catalog().parse_config_name(config)
+    _, arrays = write_fake_release(tmp_path / "release", facts.flag, size, counts, seed=2)
+    expected = arrays["train_images"]
+    expected = expected.transpose(0, 3, 1, 2) if expected.ndim == 4 and facts.dims == 2 else expected[:, None]
+    for storage in ("png", "raw"):
+        builder = builder_for(config, data_dir=str(tmp_path / "release"), cache_dir=str(tmp_path / "cache"),
+                              image_storage=storage)
+        builder.download_and_prepare(verification_mode="no_checks")
+        train = builder.as_dataset(split="train")
+        if facts.dims == 2:
+            kind = type(train.features["image"]).__name__
+            assert kind == ("Image" if storage == "png" else ("Array3D" if facts.channels == 3 else "Array2D"))
+        seen = []
+        for batch in batch_loader(train, batch_size=8, num_workers=2, shuffle=True):
+            assert batch["images"].dtype == torch.uint8
+            index = batch["index"].numpy()
+            assert np.array_equal(batch["images"].numpy(), expected[index]), storage
+            labels = arrays["train_labels"][index]
+            assert np.array_equal(batch["labels"].numpy(), labels if facts.is_multilabel else labels[:, 0])
+            seen += index.tolist()
+        assert sorted(seen) == list(range(counts["train"]))
+
+
+def test_unknown_image_storage_is_refused(tmp_path):
+    from medmnist_plus_common import builder_for
+
+    with pytest.raises(ValueError, match=r"Unknown image_storage 'jpeg'; available: \['png', 'raw'\]"):
+        builder_for("bloodmnist-28", cache_dir=str(tmp_path), image_storage="jpeg")

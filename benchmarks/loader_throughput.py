@@ -1,0 +1,198 @@
+"""Benchmark: training-loop input throughput, uint8 batches/s from a DataLoader (batch 64, num_workers=2).
+
+Sources, each measured in a fresh process with its peak memory (whole process tree, sampled from /proc):
+  (a) the official `medmnist` package's dataset (whole split in RAM): the anchor;
+  (b) our Arrow cache, PNG images (the default) and raw uint8 images (`image_storage="raw"`), via ArrowBatches;
+  (c) streaming from the local Hub-compatible test server (tests/hub_server.py), Parquet + PNG, shuffle buffer.
+Data: synthetic releases in the official format with the official row counts of DermaMNIST-224 (224 px RGB)
+and OrganMNIST3D-64 (64^3), so the official package accepts them.
+
+Needs: torch, and the official package without its heavy extras: `pip install --no-deps medmnist==3.0.2`.
+Run:  python benchmarks/loader_throughput.py [--workdir benchmarks/work]
+Writes benchmarks/results/loader_throughput.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from proc_memory import TreeMemorySampler  # noqa: E402
+
+CASES = {"dermamnist-224": 2, "organmnist3d-64": 6}  # config -> epochs over the train split
+BATCH, WORKERS = 64, 2
+
+
+# ---------------------------------------------------------------------------------- measured in a subprocess
+
+
+def _time_batches(loader, epochs: int) -> dict:
+    import torch
+
+    start = time.perf_counter()
+    first = None
+    batches = images = 0
+    shape = dtype = None
+    for _ in range(epochs):
+        for batch in loader:
+            pixels = batch["images"] if isinstance(batch, dict) else batch[0]
+            assert pixels.dtype == torch.uint8, pixels.dtype
+            shape, dtype = tuple(pixels.shape), str(pixels.dtype)
+            if first is None:
+                first = time.perf_counter()
+            else:
+                batches += 1
+                images += len(pixels)
+    end = time.perf_counter()
+    return {"startup_seconds": first - start, "steady_batches": batches, "steady_seconds": end - first,
+            "batches_per_second": batches / (end - first), "images_per_second": images / (end - first),
+            "batch_shape": shape, "dtype": dtype}
+
+
+class _OfficialUInt8:
+    """The official package's dataset object; items as uint8 tensors (2D: its PIL path; 3D: its in-RAM array,
+    since its own 3D __getitem__ returns float64 / 255)."""
+
+    def __init__(self, dataset, dims):
+        self.dataset, self.dims = dataset, dims
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        import numpy as np
+        import torch
+
+        if self.dims == 3:
+            pixels = torch.from_numpy(np.ascontiguousarray(self.dataset.imgs[i]))[None]
+            return pixels, int(self.dataset.labels[i][0])
+        image, label = self.dataset[i]  # PIL image, label array
+        pixels = torch.from_numpy(np.asarray(image))
+        pixels = pixels.permute(2, 0, 1) if pixels.ndim == 3 else pixels[None]
+        return pixels.contiguous(), int(label[0])
+
+
+def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int) -> dict:
+    import torch  # noqa: F401
+    from torch.utils.data import DataLoader
+
+    from medmnist_plus_common.catalog import load_catalog
+    from medmnist_plus_common.training import batch_loader, data_loader, streaming_dataset
+
+    facts, size = load_catalog().parse_config_name(config)
+    if kind == "official":
+        import medmnist
+
+        cls = getattr(medmnist, facts.title)
+        dataset = cls(split="train", size=size, root=data_dir)
+        loader = DataLoader(_OfficialUInt8(dataset, facts.dims), batch_size=BATCH, shuffle=True, num_workers=WORKERS)
+    elif kind in ("arrow-png", "arrow-raw"):
+        from medmnist_plus_common import builder_for
+
+        builder = builder_for(config, data_dir=data_dir, cache_dir=cache_dir, image_storage=kind.split("-")[1])
+        dataset = builder.as_dataset(split="train")
+        loader = batch_loader(dataset, batch_size=BATCH, num_workers=WORKERS, shuffle=True)
+    elif kind == "hub-stream":
+        stream = streaming_dataset(source, config, shuffle_buffer=1000, seed=0)
+        loader = data_loader(stream, batch_size=BATCH, num_workers=WORKERS)
+    else:
+        raise ValueError(kind)
+    return _time_batches(loader, epochs)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def run_case(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int, env: dict) -> dict:
+    code = (f"import json, sys; sys.path.insert(0, {HERE!r}); import loader_throughput as b; "
+            f"print('RESULT ' + json.dumps(b.measure({kind!r}, {config!r}, {data_dir!r}, {cache_dir!r}, "
+            f"{source!r}, {epochs})))")
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    with TreeMemorySampler(process.pid) as memory:
+        out, err = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"{kind} {config} failed:\n{err[-4000:]}")
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+    result.update(kind=kind, config=config, peak_rss=memory.peak_tree_rss, peak_anon=memory.peak_tree_anon)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=os.path.join(HERE, "work", "loader"))
+    args = parser.parse_args()
+    sys.path.insert(0, REPO)
+    from medmnist_plus_common.catalog import load_catalog
+    from medmnist_plus_common.synthetic import write_synthetic_release
+    from tests.hub_server import start_hub_server
+
+    data_dir = os.path.join(args.workdir, "release")
+    cache_dir = os.path.join(args.workdir, "cache")
+    os.makedirs(data_dir, exist_ok=True)
+    for config in CASES:
+        facts, size = load_catalog().parse_config_name(config)
+        path = os.path.join(data_dir, facts.files[size].file)
+        if not os.path.exists(path):
+            print(f"writing synthetic {config} with the official row counts {facts.split_counts}", flush=True)
+            write_synthetic_release(path, facts, size, counts=facts.split_counts, seed=5)
+
+    hub = start_hub_server(os.path.join(args.workdir, "hub"))
+    env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1", HF_TOKEN="hf_benchmark",
+               HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_HOME=os.path.join(args.workdir, "hf-home"), MEDMNIST_PLUS_BASE_URL="http://127.0.0.1:9/closed")
+    repo = "bench/medmnist_plus"
+    # Build the caches and publish to the local Hub in a subprocess that sees the Hub's endpoint from the start.
+    prepare = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from medmnist_plus_common import builder_for\n"
+        "from medmnist_plus_common.publish import push\n"
+        "for config in %r:\n"
+        "    for storage in ('png', 'raw'):\n"
+        "        builder_for(config, data_dir=%r, cache_dir=%r, image_storage=storage).download_and_prepare(num_proc=2)\n"
+        "push(%r, %r, num_shards=8, data_dir=%r, cache_dir=%r)\n"
+    ) % (REPO, list(CASES), data_dir, cache_dir, repo, list(CASES), data_dir, cache_dir)
+    subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
+
+    results = []
+    for config, epochs in CASES.items():
+        for kind in ("official", "arrow-png", "arrow-raw", "hub-stream"):
+            if kind == "arrow-png" and config.startswith("organmnist3d"):
+                continue  # 3D volumes are always raw arrays
+            results.append(run_case(kind, config, data_dir, cache_dir, repo, epochs, env))
+    hub.stop()
+
+    sizes = {}
+    for root, _, files in os.walk(cache_dir):
+        for name in files:
+            if name.endswith(".arrow") and "-train" in name:
+                key = "raw" if "image_storage=raw" in root else "png"
+                config = os.path.basename(os.path.dirname(os.path.dirname(root))).split("-image_storage")[0]
+                sizes.setdefault(config, {}).setdefault(key, 0)
+                sizes[config][key] += os.path.getsize(os.path.join(root, name))
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "loader_throughput.json"), "w") as f:
+        json.dump({"results": results, "train_arrow_bytes": sizes, "cpus": os.cpu_count()}, f, indent=2)
+
+    gib = 2**30
+    print("\n| config | source | batches/s | vs (a) | startup s | peak RSS GiB (private) |")
+    print("|---|---|---|---|---|---|")
+    for config in CASES:
+        anchor = next(r for r in results if r["config"] == config and r["kind"] == "official")
+        for r in (r for r in results if r["config"] == config):
+            print(f"| {config} | {r['kind']} | {r['batches_per_second']:.1f} | "
+                  f"{r['batches_per_second'] / anchor['batches_per_second']:.2f} x | {r['startup_seconds']:.1f} | "
+                  f"{r['peak_rss'] / gib:.2f} ({r['peak_anon'] / gib:.2f}) |")
+    print(f"\ntrain split Arrow sizes (bytes): {sizes}")
+
+
+if __name__ == "__main__":
+    main()
