@@ -100,6 +100,9 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
         dataset = builder.as_dataset(split="train")
         loader = batch_loader(dataset, batch_size=BATCH, num_workers=WORKERS, shuffle=True)
     elif kind == "hub-stream":
+        import datasets
+
+        datasets.config.USE_PARQUET_EXPORT = False  # no dataset-viewer lookup at a host that does not exist here
         stream = streaming_dataset(source, config, shuffle_buffer=1000, seed=0)
         loader = data_loader(stream, batch_size=BATCH, num_workers=WORKERS)
     else:
@@ -157,8 +160,9 @@ def main() -> None:
         "from medmnist_plus_common.publish import push\n"
         "for config in %r:\n"
         "    for storage in ('png', 'raw'):\n"
-        "        builder_for(config, data_dir=%r, cache_dir=%r, image_storage=storage).download_and_prepare(num_proc=2)\n"
-        "push(%r, %r, num_shards=8, data_dir=%r, cache_dir=%r)\n"
+        "        builder_for(config, data_dir=%r, cache_dir=%r, image_storage=storage).download_and_prepare(\n"
+        "            num_proc=2, verification_mode='no_checks')\n"
+        "push(%r, %r, num_shards=8, data_dir=%r, cache_dir=%r, no_checks=True)\n"
     ) % (REPO, list(CASES), data_dir, cache_dir, repo, list(CASES), data_dir, cache_dir)
     subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
 

@@ -15,6 +15,20 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["MEDMNIST_PLUS_BASE_URL"] = "http://127.0.0.1:9/closed"
 os.environ["MEDMNIST_PLUS_MEDMNIST_ROOT"] = os.path.join(_HOME, "empty-medmnist-root")
 
+# A session-wide fake Hugging Face Hub on 127.0.0.1 (tests/hub_server.py). huggingface_hub and datasets read these
+# variables at import time, so the server starts here, before they are imported. Xet is off so uploads take the
+# LFS path; the token is a dummy (the server accepts any Bearer token and never records its value).
+from .hub_server import hub_repo_id, hub_server, start_session_hub_server  # noqa: E402,F401
+
+_HUB_SERVER = start_session_hub_server(os.path.join(_HOME, "hub"))
+os.environ["HF_ENDPOINT"] = _HUB_SERVER.endpoint
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_TOKEN"] = "hf_fake_test_token"
+os.environ["HF_HUB_ETAG_TIMEOUT"] = "10"
+os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = "30"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"  # no download-count HEAD to s3.amazonaws.com
+
 import dataclasses  # noqa: E402
 import http.server  # noqa: E402
 import re  # noqa: E402
@@ -32,6 +46,9 @@ from medmnist_plus_common.release import member_name  # noqa: E402
 from medmnist_plus_common.synthetic import synthetic_images, synthetic_labels  # noqa: E402
 
 datasets.disable_progress_bars()
+# Loading a Hub repo asks the dataset viewer at "datasets-server.<HF_ENDPOINT host>" for exported infos: a DNS
+# lookup of a name that does not exist here. Tests never need it.
+datasets.config.USE_PARQUET_EXPORT = False
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

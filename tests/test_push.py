@@ -93,6 +93,7 @@ def test_stock_datasets_in_a_fresh_process_reads_the_repo(releases, hub_server, 
     np.save(tmp_path / "labels.npy", arrays["chestmnist-28"]["test_labels"])
     script = f"""
         import sys, numpy as np, datasets
+        datasets.config.USE_PARQUET_EXPORT = False  # no dataset-viewer lookup (see conftest.py)
         ds = datasets.load_dataset({hub_repo_id!r}, "chestmnist-28", split="test")
         assert "medmnist_plus_common" not in sys.modules
         expected = np.load({str(tmp_path / "labels.npy")!r})
