@@ -28,44 +28,51 @@ def process_tree(root_pid: int) -> List[int]:
 
 
 def memory_kib(pid: int) -> Dict[str, int]:
-    """VmRSS, RssAnon (private memory, not file pages) and VmHWM (peak RSS since exec) of one process, in KiB."""
+    """Memory of one process in KiB: VmRSS, VmHWM (peak RSS since exec), and Pss / Pss_Anon (proportional set
+    size: pages shared between processes, e.g. by fork, are split between them, so sums over a tree are real)."""
     values = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key = line.split(":")[0]
-                if key in ("VmRSS", "RssAnon", "VmHWM"):
-                    values[key] = int(line.split()[1])
-    except OSError:
-        pass
+    for source, keys in ((f"/proc/{pid}/status", ("VmRSS", "VmHWM")),
+                         (f"/proc/{pid}/smaps_rollup", ("Pss", "Pss_Anon"))):
+        try:
+            with open(source) as f:
+                for line in f:
+                    key = line.split(":")[0]
+                    if key in keys:
+                        values[key] = int(line.split()[1])
+        except OSError:
+            pass
     return values
 
 
 class TreeMemorySampler:
     """Samples a process tree every ``interval`` seconds until stopped.
 
-    ``peak_tree_rss``/``peak_tree_anon``: the largest sums over the tree seen at one instant (bytes);
+    ``peak_tree_pss``/``peak_tree_pss_anon``: the largest sums of PSS (all / anonymous, i.e. not file pages such
+    as a memory-mapped cache) over the tree seen at one instant (bytes); ``peak_tree_rss``: the same for RSS,
+    which counts pages shared by forked workers once per process;
     ``peak_process_hwm``: the largest kernel-tracked peak RSS of any single process (bytes; VmHWM is reset by
     exec, so a forked child is not charged for its parent's memory).
     """
 
     def __init__(self, root_pid: int, interval: float = 0.05):
         self.root_pid, self.interval = root_pid, interval
-        self.peak_tree_rss = self.peak_tree_anon = 0
+        self.peak_tree_rss = self.peak_tree_pss = self.peak_tree_pss_anon = 0
         self._hwm: Dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = anon = 0
+            rss = pss = pss_anon = 0
             for pid in process_tree(self.root_pid):
                 memory = memory_kib(pid)
                 rss += memory.get("VmRSS", 0)
-                anon += memory.get("RssAnon", 0)
+                pss += memory.get("Pss", 0)
+                pss_anon += memory.get("Pss_Anon", 0)
                 self._hwm[pid] = max(self._hwm.get(pid, 0), memory.get("VmHWM", 0))
             self.peak_tree_rss = max(self.peak_tree_rss, rss * 1024)
-            self.peak_tree_anon = max(self.peak_tree_anon, anon * 1024)
+            self.peak_tree_pss = max(self.peak_tree_pss, pss * 1024)
+            self.peak_tree_pss_anon = max(self.peak_tree_pss_anon, pss_anon * 1024)
             time.sleep(self.interval)
 
     @property

@@ -59,25 +59,20 @@ def check_config_options(**options) -> None:
             raise ValueError(f"Unknown {key} {value!r}; available: {list(allowed[key])}.")
 
 
+def _config(facts: DatasetFacts, size: int, name: str) -> MedMNISTConfig:
+    return MedMNISTConfig(name=name, version=VERSION, flag=facts.flag, size=size,
+                          description=f"{facts.title}, {_size_text(facts, size)}")
+
+
 def size_configs(flag: str) -> List[MedMNISTConfig]:
     """The configs of one dataset's own builder: one per official size, named by the size ("28", "224")."""
     facts = load_catalog()[flag]
-    return [
-        MedMNISTConfig(name=str(size), version=VERSION, flag=flag, size=size, description=f"{facts.title}, {_size_text(facts, size)}")
-        for size in facts.sizes
-    ]
+    return [_config(facts, size, str(size)) for size in facts.sizes]
 
 
 def all_configs() -> List[MedMNISTConfig]:
     """The umbrella builder's configs: ``"<flag>-<size>"`` for every dataset and official size (60)."""
-    return [
-        MedMNISTConfig(
-            name=facts.config_name(size), version=VERSION, flag=facts.flag, size=size,
-            description=f"{facts.title}, {_size_text(facts, size)}",
-        )
-        for facts in load_catalog()
-        for size in facts.sizes
-    ]
+    return [_config(facts, size, facts.config_name(size)) for facts in load_catalog() for size in facts.sizes]
 
 
 def _size_text(facts: DatasetFacts, size: int) -> str:

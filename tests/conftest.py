@@ -75,6 +75,15 @@ def write_fake_release(folder, flag, size, counts, seed=0, arrays=None):
     return path, arrays
 
 
+def write_fake_releases(folder, configs, seed=0):
+    """Fake releases for ``{"<flag>-<size>": split counts}``; returns ``{config: arrays}``."""
+    arrays = {}
+    for config, counts in configs.items():
+        flag, size = config.rsplit("-", 1)
+        _, arrays[config] = write_fake_release(folder, flag, int(size), counts, seed=seed)
+    return arrays
+
+
 def assert_matches_release(dataset_dict, arrays, facts):
     """Every row of every split equals the release arrays: index, pixels and label."""
     column = "volume" if facts.dims == 3 else "image"

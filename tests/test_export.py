@@ -14,7 +14,7 @@ from medmnist_plus_common import ReleaseFileError
 from medmnist_plus_common.cli import main
 from medmnist_plus_common.publish import export
 
-from .conftest import write_fake_release
+from .conftest import write_fake_releases
 
 CONFIGS = {  # 2D gray, 2D RGB, multi-label, 3D; DermaMNIST for its non-commercial license
     "pneumoniamnist-28": {"train": 30, "validation": 4, "test": 5},
@@ -22,14 +22,6 @@ CONFIGS = {  # 2D gray, 2D RGB, multi-label, 3D; DermaMNIST for its non-commerci
     "chestmnist-28": {"train": 20, "validation": 3, "test": 4},
     "organmnist3d-28": {"train": 9, "validation": 2, "test": 3},
 }
-
-
-def fake_releases(folder, configs=CONFIGS, seed=0):
-    arrays = {}
-    for config, counts in configs.items():
-        flag, size = config.rsplit("-", 1)
-        _, arrays[config] = write_fake_release(folder, flag, int(size), counts, seed=seed)
-    return arrays
 
 
 def stock_read(script: str, cwd) -> dict:
@@ -45,7 +37,7 @@ def stock_read(script: str, cwd) -> dict:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    arrays = fake_releases(root / "release")
+    arrays = write_fake_releases(root / "release", CONFIGS)
     out = root / "medmnist_plus"
     written = export(str(out), list(CONFIGS), max_shard_size="20KB", data_dir=str(root / "release"),
                      cache_dir=str(root / "cache"), no_checks=True)
@@ -112,7 +104,7 @@ def test_card_is_valid_yaml_with_licenses_citations_and_provenance(exported):
 
 
 def test_reexport_replaces_shards_and_a_failed_one_keeps_the_previous_export(tmp_path):
-    fake_releases(tmp_path / "release", {"pneumoniamnist-28": {"train": 40, "validation": 4, "test": 4},
+    write_fake_releases(tmp_path / "release", {"pneumoniamnist-28": {"train": 40, "validation": 4, "test": 4},
                                          "organmnist3d-28": {"train": 6, "validation": 2, "test": 2}})
     out = tmp_path / "out"
     common = dict(data_dir=str(tmp_path / "release"), cache_dir=str(tmp_path / "cache"), no_checks=True)
@@ -121,7 +113,7 @@ def test_reexport_replaces_shards_and_a_failed_one_keeps_the_previous_export(tmp
         [f"{s}-{i:05d}-of-00004.parquet" for s in ("train", "validation", "test") for i in range(4)])
     organ_before = {f: (out / "organmnist3d-28" / f).read_bytes() for f in os.listdir(out / "organmnist3d-28")}
 
-    fake_releases(tmp_path / "release", {"pneumoniamnist-28": {"train": 10, "validation": 2, "test": 2}}, seed=5)
+    write_fake_releases(tmp_path / "release", {"pneumoniamnist-28": {"train": 10, "validation": 2, "test": 2}}, seed=5)
     export(str(out), ["pneumoniamnist-28"], num_shards=2, **common)
     assert sorted(os.listdir(out / "pneumoniamnist-28")) == sorted(
         [f"{s}-{i:05d}-of-00002.parquet" for s in ("train", "validation", "test") for i in range(2)])
@@ -141,7 +133,7 @@ def test_reexport_replaces_shards_and_a_failed_one_keeps_the_previous_export(tmp
 
 
 def test_export_cli(tmp_path, capsys):
-    fake_releases(tmp_path / "release", {"retinamnist-28": {"train": 5, "validation": 2, "test": 2}})
+    write_fake_releases(tmp_path / "release", {"retinamnist-28": {"train": 5, "validation": 2, "test": 2}})
     code = main(["export", "--out", str(tmp_path / "medmnist_plus"), "--configs", "retinamnist-28", "--data-dir",
                  str(tmp_path / "release"), "--cache-dir", str(tmp_path / "cache"), "--no-checks"])
     assert code == 0

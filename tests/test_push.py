@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCard
 from medmnist_plus_common.cli import main
 from medmnist_plus_common.publish import export, push
 
-from .conftest import assert_matches_release, write_fake_release
+from .conftest import assert_matches_release, write_fake_releases
 
 CONFIGS = {
     "pneumoniamnist-28": {"train": 24, "validation": 4, "test": 5},  # 2D gray
@@ -31,11 +31,7 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
     root = tmp_path_factory.mktemp("push")
-    arrays = {}
-    for config, counts in CONFIGS.items():
-        flag, size = config.rsplit("-", 1)
-        _, arrays[config] = write_fake_release(root / "release", flag, int(size), counts, seed=7)
-    return root, arrays
+    return root, write_fake_releases(root / "release", CONFIGS, seed=7)
 
 
 def build_kwargs(root):

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from medmnist_plus_common.publish import export  # noqa: E402
 from medmnist_plus_common.training import data_loader, streaming_dataset  # noqa: E402
 
-from .conftest import write_fake_release  # noqa: E402
+from .conftest import write_fake_release, write_fake_releases  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = {"bloodmnist-28": {"train": 96, "validation": 8, "test": 8},
@@ -26,10 +26,7 @@ ROWS = {"bloodmnist-28": {"train": 96, "validation": 8, "test": 8},
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("stream")
-    arrays = {}
-    for config, counts in ROWS.items():
-        flag, size = config.rsplit("-", 1)
-        _, arrays[config] = write_fake_release(root / "release", flag, int(size), counts, seed=11)
+    arrays = write_fake_releases(root / "release", ROWS, seed=11)
     folder = root / "medmnist_plus"
     export(str(folder), list(ROWS), num_shards=8, data_dir=str(root / "release"), cache_dir=str(root / "cache"),
            no_checks=True)
@@ -134,6 +131,10 @@ def test_arrow_batches_png_and_raw_storage_are_exact(config, counts, tmp_path):
             assert np.array_equal(batch["labels"].numpy(), labels if facts.is_multilabel else labels[:, 0])
             seen += index.tolist()
         assert sorted(seen) == list(range(counts["train"]))
+        view = train.shuffle(seed=1).select(range(5))  # an indices mapping over the cache file
+        batch = next(iter(batch_loader(view, batch_size=5, num_workers=0, shuffle=False)))
+        assert batch["index"].tolist() == view["index"][:]
+        assert np.array_equal(batch["images"].numpy(), expected[batch["index"].numpy()])
 
 
 def test_unknown_image_storage_is_refused(tmp_path):
