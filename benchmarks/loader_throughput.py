@@ -3,7 +3,8 @@
 Sources, each measured in a fresh process with its peak memory (whole process tree, sampled from /proc):
   (a) the official `medmnist` package's dataset (whole split in RAM): the anchor;
   (b) our Arrow cache, PNG images (the default) and raw uint8 images (`image_storage="raw"`), via ArrowBatches;
-  (c) streaming from the local Hub-compatible test server (tests/hub_server.py), Parquet + PNG, shuffle buffer.
+  (c) streaming from the local Hub-compatible test server (tests/hub_server.py), Parquet + PNG, shuffle buffer
+      of 1000, batches built from Arrow record batches (stream_loader).
 Data: synthetic releases in the official format with the official row counts of DermaMNIST-224 (224 px RGB)
 and OrganMNIST3D-64 (64^3), so the official package accepts them.
 
@@ -80,11 +81,11 @@ class _OfficialUInt8:
 
 
 def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int) -> dict:
-    import torch  # noqa: F401
+    import torch
     from torch.utils.data import DataLoader
 
     from medmnist_plus_common.catalog import load_catalog
-    from medmnist_plus_common.training import batch_loader, data_loader, streaming_dataset
+    from medmnist_plus_common.training import batch_loader, stream_loader, streaming_dataset
 
     facts, size = load_catalog().parse_config_name(config)
     start = time.perf_counter()
@@ -100,12 +101,21 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
         builder = builder_for(config, data_dir=data_dir, cache_dir=cache_dir, image_storage=kind.split("-")[1])
         dataset = builder.as_dataset(split="train")
         loader = batch_loader(dataset, batch_size=BATCH, num_workers=WORKERS, shuffle=True)
+    elif kind == "baseline":  # the same imports and DataLoader workers over 64 tiny rows: interpreter overhead
+        from torch.utils.data import TensorDataset
+
+        import datasets  # noqa: F401
+        import medmnist_plus_common  # noqa: F401
+
+        tiny = TensorDataset(torch.zeros((64 * 20, 1), dtype=torch.uint8), torch.zeros(64 * 20, dtype=torch.int64))
+        loader = DataLoader(tiny, batch_size=BATCH, num_workers=WORKERS,
+                            collate_fn=lambda rows: {"images": torch.stack([r[0] for r in rows])})
     elif kind == "hub-stream":
         import datasets
 
         datasets.config.USE_PARQUET_EXPORT = False  # no dataset-viewer lookup at a host that does not exist here
         stream = streaming_dataset(source, config, shuffle_buffer=1000, seed=0)
-        loader = data_loader(stream, batch_size=BATCH, num_workers=WORKERS)
+        loader = stream_loader(stream, batch_size=BATCH, num_workers=WORKERS)
     else:
         raise ValueError(kind)
     return _time_batches(loader, epochs, start)
@@ -134,6 +144,8 @@ def run_case(kind: str, config: str, data_dir: str, cache_dir: str, source: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=os.path.join(HERE, "work", "loader"))
+    parser.add_argument("--kinds", default="baseline,official,arrow-png,arrow-raw,hub-stream",
+                        help="which sources to measure; results replace earlier ones of the same kind and config")
     args = parser.parse_args()
     sys.path.insert(0, REPO)
     from medmnist_plus_common.catalog import load_catalog
@@ -168,13 +180,21 @@ def main() -> None:
     ) % (REPO, list(CASES), data_dir, cache_dir, repo, list(CASES), data_dir, cache_dir)
     subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
 
+    results_path = os.path.join(HERE, "results", "loader_throughput.json")
     results = []
+    if os.path.exists(results_path):
+        with open(results_path) as f:
+            results = json.load(f)["results"]
+    kinds = args.kinds.split(",")
     for config, epochs in CASES.items():
-        for kind in ("official", "arrow-png", "arrow-raw", "hub-stream"):
+        for kind in kinds:
             if kind == "arrow-png" and config.startswith("organmnist3d"):
                 continue  # 3D volumes are always raw arrays
-            results.append(run_case(kind, config, data_dir, cache_dir, repo, epochs, env))
+            result = run_case(kind, config, data_dir, cache_dir, repo, epochs, env)
+            results = [r for r in results if (r["kind"], r["config"]) != (kind, config)] + [result]
     hub.stop()
+    order = ["baseline", "official", "arrow-png", "arrow-raw", "hub-stream"]
+    results.sort(key=lambda r: (list(CASES).index(r["config"]), order.index(r["kind"])))
 
     sizes = {}
     for root, _, files in os.walk(cache_dir):
@@ -185,19 +205,26 @@ def main() -> None:
                 sizes.setdefault(config, {}).setdefault(key, 0)
                 sizes[config][key] += os.path.getsize(os.path.join(root, name))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "loader_throughput.json"), "w") as f:
+    with open(results_path, "w") as f:
         json.dump({"results": results, "train_arrow_bytes": sizes, "cpus": os.cpu_count()}, f, indent=2)
 
     gib = 2**30
-    print("\n| config | source | batches/s | vs (a) | startup s | peak PSS GiB (anonymous) | vs (a) | peak RSS GiB |")
+    print("\n| config | source | batches/s | vs (a) | startup s | peak PSS, all / anonymous (GiB) | "
+          "anonymous above baseline (GiB) | vs (a) |")
     print("|---|---|---|---|---|---|---|---|")
     for config in CASES:
         anchor = next(r for r in results if r["config"] == config and r["kind"] == "official")
-        for r in (r for r in results if r["config"] == config):
+        base = next((r for r in results if r["config"] == config and r["kind"] == "baseline"), None)
+        base_anon = base["peak_pss_anon"] if base else 0
+        for r in (r for r in results if r["config"] == config and r["kind"] != "baseline"):
+            extra = max(0, r["peak_pss_anon"] - base_anon)
             print(f"| {config} | {r['kind']} | {r['batches_per_second']:.1f} | "
                   f"{r['batches_per_second'] / anchor['batches_per_second']:.2f} x | {r['startup_seconds']:.1f} | "
-                  f"{r['peak_pss'] / gib:.2f} ({r['peak_pss_anon'] / gib:.2f}) | "
-                  f"{r['peak_pss'] / anchor['peak_pss']:.2f} x | {r['peak_rss'] / gib:.2f} |")
+                  f"{r['peak_pss'] / gib:.2f} / {r['peak_pss_anon'] / gib:.2f} | {extra / gib:.2f} | "
+                  f"{extra / max(1, anchor['peak_pss_anon'] - base_anon):.2f} x |")
+        if base:
+            print(f"| {config} | baseline (imports + 2 workers, no data) | | | | "
+                  f"{base['peak_pss'] / gib:.2f} / {base_anon / gib:.2f} | | |")
     print(f"\ntrain split Arrow sizes (bytes): {sizes}")
 
 

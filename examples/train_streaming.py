@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.training import data_loader, streaming_dataset
+from medmnist_plus_common.training import stream_loader, streaming_dataset
 
 
 def small_model(dims: int, channels: int, outputs: int) -> nn.Module:
@@ -32,7 +32,7 @@ def train(source: str, config: str, steps: int = 10, batch_size: int = 64, num_w
     facts, _ = load_catalog().parse_config_name(config)
     stream = streaming_dataset(source, config, rank=rank, world_size=world_size, shuffle_buffer=shuffle_buffer,
                                seed=seed)
-    loader = data_loader(stream, batch_size=batch_size, num_workers=num_workers)
+    loader = stream_loader(stream, batch_size=batch_size, num_workers=num_workers)
     channels = 1 if facts.dims == 3 else facts.channels
     model = small_model(facts.dims, channels, facts.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)

@@ -141,3 +141,18 @@ def test_export_cli(tmp_path, capsys):
     assert (tmp_path / "medmnist_plus" / "retinamnist-28" / "train-00000-of-00001.parquet").is_file()
     assert main(["export", "--out", str(tmp_path / "x"), "--configs", "retinamnist-29"]) == 2
     assert "Did you mean 'retinamnist-28'" in capsys.readouterr().err
+
+
+def test_parquet_row_groups_stay_small_for_streaming(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from medmnist_plus_common import publish
+
+    monkeypatch.setattr(publish, "ROW_GROUP_SIZE", "100KB")
+    write_fake_releases(tmp_path / "release", {"bloodmnist-128": {"train": 24, "validation": 2, "test": 2}})
+    export(str(tmp_path / "out"), ["bloodmnist-128"], num_shards=1, data_dir=str(tmp_path / "release"),
+           cache_dir=str(tmp_path / "cache"), no_checks=True)
+    metadata = pq.ParquetFile(tmp_path / "out" / "bloodmnist-128" / "train-00000-of-00001.parquet").metadata
+    sizes = [metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)]
+    assert metadata.num_rows == 24 and len(sizes) > 1
+    assert max(sizes) < 200_000, sizes  # aiming at 100KB: a group never holds the whole shard

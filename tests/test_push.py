@@ -177,3 +177,19 @@ def test_cli_push_with_endpoint_and_token_never_prints_the_token(releases, hub_s
     writes = [r for r in hub_server.requests if r[0] in ("POST", "PUT") and not r[1].startswith("/_lfs/upload/")]
     assert writes and all(had_auth for _, _, had_auth in writes), [w for w in writes if not w[2]]
     assert listed_configs(hub_server, hub_repo_id) == ["pneumoniamnist-28"]
+
+
+def test_pushed_parquet_has_small_row_groups(releases, hub_server, hub_repo_id, monkeypatch):
+    import io
+
+    import pyarrow.parquet as pq
+
+    from medmnist_plus_common import publish
+
+    root, _ = releases
+    monkeypatch.setattr(publish, "ROW_GROUP_SIZE", "20KB")
+    push(hub_repo_id, ["bloodmnist-64"], num_shards=1, **build_kwargs(root))
+    shard = hub_server.files(hub_repo_id)["bloodmnist-64/train-00000-of-00001.parquet"]
+    metadata = pq.ParquetFile(io.BytesIO(shard)).metadata
+    assert metadata.num_rows == CONFIGS["bloodmnist-64"]["train"] and metadata.num_row_groups > 1
+    assert max(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)) < 60_000

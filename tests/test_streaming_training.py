@@ -142,3 +142,23 @@ def test_unknown_image_storage_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match=r"Unknown image_storage 'jpeg'; available: \['png', 'raw'\]"):
         builder_for("bloodmnist-28", cache_dir=str(tmp_path), image_storage="jpeg")
+
+
+@pytest.mark.parametrize("config, shape", [("bloodmnist-28", (3, 28, 28)), ("organmnist3d-28", (1, 28, 28, 28))])
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_stream_loader_batches_from_arrow_exactly_once(exported, config, shape, world_size):
+    from medmnist_plus_common.training import stream_loader
+
+    folder, arrays = exported
+    seen = []
+    for rank in range(world_size):
+        stream = streaming_dataset(folder, config, rank=rank, world_size=world_size, shuffle_buffer=16, seed=1)
+        for batch in stream_loader(stream, batch_size=8, num_workers=2):
+            assert batch["images"].dtype == torch.uint8 and batch["images"].shape[1:] == shape
+            index = batch["index"].numpy()
+            expected = arrays[config]["train_images"][index]
+            expected = expected.transpose(0, 3, 1, 2) if expected.ndim == 4 and len(shape) == 3 else expected[:, None]
+            assert np.array_equal(batch["images"].numpy(), expected)
+            assert np.array_equal(batch["labels"].numpy(), arrays[config]["train_labels"][index, 0])
+            seen += index.tolist()
+    assert sorted(seen) == list(range(ROWS[config]["train"]))
