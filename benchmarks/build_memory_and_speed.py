@@ -76,6 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=15000, help="total rows (default 15000 = 2.1 GiB of pixels)")
     parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="builds per setting; the fastest counts (this VM's run-to-run noise is ~15%%)")
     args = parser.parse_args()
 
     facts = load_catalog()["pathmnist"]
@@ -93,10 +95,17 @@ def main() -> None:
 
     parts = unavoidable_parts(path)
     print(f"unavoidable parts: {parts}")
-    single = run_build(data_dir, os.path.join(args.workdir, "cache1"), 1)
-    print({k: v for k, v in single.items() if k != "output"})
-    double = run_build(data_dir, os.path.join(args.workdir, "cache2"), 2)
-    print({k: v for k, v in double.items() if k != "output"})
+    runs = {1: [], 2: []}
+    for _ in range(args.repeat):
+        for num_proc in (1, 2):
+            runs[num_proc].append(run_build(data_dir, os.path.join(args.workdir, f"cache{num_proc}"), num_proc))
+            print({k: v for k, v in runs[num_proc][-1].items() if k != "output"}, flush=True)
+    single, double = (min(runs[n], key=lambda r: r["seconds"]) for n in (1, 2))
+    for n in (1, 2):  # memory: the worst run
+        best = single if n == 1 else double
+        best["peak_rss_largest_process"] = max(r["peak_rss_largest_process"] for r in runs[n])
+        best["peak_rss_process_tree"] = max(r["peak_rss_process_tree"] for r in runs[n])
+        best["all_seconds"] = [round(r["seconds"], 1) for r in runs[n]]
 
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -120,8 +129,8 @@ def main() -> None:
 | peak RSS, build --num-proc 2 (largest process / all processes at once) | {double['peak_rss_largest_process'] / gib:.2f} / {double['peak_rss_process_tree'] / gib:.2f} GiB | |
 | np.load of all members alone | {parts['np_load_seconds']:.1f} s | |
 | PNG encoding of all images alone | {parts['png_encode_seconds']:.1f} s | |
-| build --num-proc 1 | {single['seconds']:.1f} s = {result['ratio_build_to_parts']:.2f} x the parts | <= 1.5 x |
-| build --num-proc 2 | {double['seconds']:.1f} s = {result['speedup_num_proc_2']:.2f} x faster | >= 1.6 x |
+| build --num-proc 1 (fastest of {single['all_seconds']} s) | {single['seconds']:.1f} s = {result['ratio_build_to_parts']:.2f} x the parts | <= 1.5 x |
+| build --num-proc 2 (fastest of {double['all_seconds']} s) | {double['seconds']:.1f} s = {result['speedup_num_proc_2']:.2f} x faster | >= 1.6 x |
 """)
 
 

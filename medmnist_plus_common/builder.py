@@ -24,7 +24,7 @@ from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for,
 from .release import ReleaseArchive, check_release, member_name, shard_ranges
 
 SOURCES = ("official",)
-VERSION = datasets.Version("1.0.0")  # bump when the examples a config yields change
+VERSION = datasets.Version("1.1.0")  # bump when the examples a config yields change (1.1: raw images channels first)
 SHARDS_PER_SPLIT = 32  # contiguous row ranges per split: the unit that num_proc > 1 spreads over processes
 MIN_ROWS_PER_SHARD = 256
 WRITER_BATCH_BYTES = 64 * 2**20  # bound on raw pixels held by the Arrow writer between flushes

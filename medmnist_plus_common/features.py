@@ -3,8 +3,9 @@
 - ``index``: the row of the example in its split of the official MedMNIST arrays (0-based).
 - ``image`` (2D): ``Image()``, stored as lossless PNG, mode L (gray) or RGB, pixel-exact to the release
   (the default, and what the Hub gets). For local training caches, ``image_storage="raw"`` stores the uint8
-  pixels instead (``Array2D((s, s))`` gray, ``Array3D((s, s, 3))`` RGB): larger on disk, no decoding, read
-  zero-copy from the memory-mapped Arrow file.
+  pixels instead, channels first as PyTorch wants them: ``Array3D((C, s, s), "uint8")`` (C = 1 or 3). No
+  decoding, read zero-copy from the memory-mapped Arrow file; larger on disk. (Channels last would cost an
+  Arrow offset per pixel for the innermost length-3 lists: more bytes of offsets than of pixels.)
 - ``volume`` (3D): ``Array3D((s, s, s), "uint8")``, D x H x W as in the release.
 - ``label``: ``ClassLabel`` with the catalog names, or for ChestMNIST (multi-label) a fixed-length list of
   14 uint8 multi-hot values in the order of the catalog's label names.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from datasets import Array2D, Array3D, ClassLabel, Features, Image, List, Value
+from datasets import Array3D, ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from .catalog import DatasetFacts
@@ -32,8 +33,7 @@ def features_for(facts: DatasetFacts, size: int, image_storage: str = "png") -> 
     if facts.dims == 3:
         sample = Array3D(shape=(size, size, size), dtype="uint8")
     elif image_storage == "raw":
-        sample = Array2D(shape=(size, size), dtype="uint8") if facts.channels == 1 else \
-            Array3D(shape=(size, size, facts.channels), dtype="uint8")
+        sample = Array3D(shape=(facts.channels, size, size), dtype="uint8")
     else:
         sample = Image()
     if facts.is_multilabel:
@@ -59,8 +59,10 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 def encode_sample(facts: DatasetFacts, pixels: np.ndarray, image_storage: str = "png"):
     """The value of the ``image``/``volume`` column for one release row."""
-    if facts.dims == 3 or image_storage == "raw":
+    if facts.dims == 3:
         return pixels
+    if image_storage == "raw":  # channels first: C x H x W
+        return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
     return {"bytes": encode_png(pixels), "path": None}
 
 

@@ -180,10 +180,15 @@ class ArrowBatches:
         indices = np.asarray(indices, dtype=np.int64)
         if self.dataset._indices is not None:  # a select()/shuffle() view: map to rows of the cache file
             indices = self.dataset._indices.column(0).to_numpy()[indices]
-        pixels = self._png_images(indices) if self.is_png else self._gather(indices)
+        if self.is_png:
+            pixels = channels_first(self._png_images(indices), self.column)
+        elif self.column == "volume":
+            pixels = self._gather(indices)[:, None]  # N x 1 x D x H x W
+        else:
+            pixels = self._gather(indices)  # raw 2D images are stored channels first: N x C x H x W
         index, labels = self._small_columns()
         return {
-            "images": torch.from_numpy(channels_first(pixels, self.column)),
+            "images": torch.from_numpy(pixels),
             "labels": torch.from_numpy(labels[indices]),
             "index": torch.from_numpy(index[indices]),
         }
