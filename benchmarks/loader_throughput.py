@@ -196,14 +196,15 @@ def main() -> None:
     order = ["baseline", "official", "arrow-png", "arrow-raw", "hub-stream"]
     results.sort(key=lambda r: (list(CASES).index(r["config"]), order.index(r["kind"])))
 
-    sizes = {}
+    sizes = {}  # train-split Arrow bytes per config and image storage, read from each cache folder
     for root, _, files in os.walk(cache_dir):
-        for name in files:
-            if name.endswith(".arrow") and "-train" in name:
-                key = "raw" if "image_storage=raw" in root else "png"
-                config = os.path.basename(os.path.dirname(os.path.dirname(root))).split("-image_storage")[0]
-                sizes.setdefault(config, {}).setdefault(key, 0)
-                sizes[config][key] += os.path.getsize(os.path.join(root, name))
+        if "dataset_info.json" in files:
+            with open(os.path.join(root, "dataset_info.json")) as f:
+                info = json.load(f)
+            column = info["features"].get("image") or info["features"]["volume"]
+            storage = "png" if column.get("_type") == "Image" else "raw"
+            train = sum(os.path.getsize(os.path.join(root, n)) for n in files if "-train" in n and n.endswith(".arrow"))
+            sizes.setdefault(info["config_name"], {})[storage] = train
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(results_path, "w") as f:
         json.dump({"results": results, "train_arrow_bytes": sizes, "cpus": os.cpu_count()}, f, indent=2)

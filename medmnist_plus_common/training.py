@@ -150,13 +150,12 @@ class ArrowBatches:
             self._columns = table.column("index").to_numpy(), arrow_label_values(table.column("label"))
         return self._columns
 
-    def _gather(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices),) + self.shape, dtype=np.uint8)
-        for start, view in self._pixel_views():
-            mask = (indices >= start) & (indices < start + len(view))
-            if mask.any():
-                out[mask] = view[indices[mask] - start]
-        return out
+    def _gather_into(self, indices: np.ndarray, out: np.ndarray) -> None:
+        """Copy the rows ``indices`` of the mapped pixels into ``out`` (one memcpy per row)."""
+        views = self._pixel_views()
+        starts = np.array([start for start, _ in views])
+        for position, (chunk, index) in enumerate(zip(np.searchsorted(starts, indices, side="right") - 1, indices)):
+            out[position] = views[chunk][1][index - starts[chunk]]
 
     def _png_images(self, indices: np.ndarray) -> np.ndarray:
         """Decode the PNGs of ``indices``: a take() per record batch, so only those rows' bytes are copied."""
@@ -179,16 +178,21 @@ class ArrowBatches:
 
         indices = np.asarray(indices, dtype=np.int64)
         if self.dataset._indices is not None:  # a select()/shuffle() view: map to rows of the cache file
-            indices = self.dataset._indices.column(0).to_numpy()[indices]
+            indices = self.dataset._indices.column(0).to_numpy()[indices].astype(np.int64)  # stored as uint64
         if self.is_png:
-            pixels = channels_first(self._png_images(indices), self.column)
-        elif self.column == "volume":
-            pixels = self._gather(indices)[:, None]  # N x 1 x D x H x W
+            images = torch.from_numpy(channels_first(self._png_images(indices), self.column))
         else:
-            pixels = self._gather(indices)  # raw 2D images are stored channels first: N x C x H x W
+            # Volumes: N x 1 x D x H x W; raw 2D images are stored channels first: N x C x H x W. In a DataLoader
+            # worker the batch is allocated in shared memory, so handing it to the main process copies nothing.
+            shape = (len(indices), 1) + self.shape if self.column == "volume" else (len(indices),) + self.shape
+            images = torch.empty(shape, dtype=torch.uint8)
+            if torch.utils.data.get_worker_info() is not None:
+                images.share_memory_()
+            pixels = images.numpy()
+            self._gather_into(indices, pixels[:, 0] if self.column == "volume" else pixels)
         index, labels = self._small_columns()
         return {
-            "images": torch.from_numpy(pixels),
+            "images": images,
             "labels": torch.from_numpy(labels[indices]),
             "index": torch.from_numpy(index[indices]),
         }
