@@ -110,10 +110,10 @@ def _png_values(items) -> np.ndarray:
 class ArrowBatches:
     """A map-style dataset for ``torch.utils.data.DataLoader`` that serves whole batches from the Arrow cache.
 
-    The DataLoader calls ``__getitems__`` with a batch of indices. ``Array2D/3D`` pixels (3D volumes, and 2D
-    images built with ``image_storage="raw"``) are read through zero-copy numpy views of the memory-mapped Arrow
-    file and gathered with one fancy-index per record batch: no per-row Python step, no decoding, and no copy of
-    the split in process memory (the pages belong to the OS page cache). PNG columns are decoded per image.
+    The DataLoader calls ``__getitems__`` with a batch of indices. ``Array3D`` pixels (3D volumes, and 2D images
+    built with ``image_storage="raw"``) are read through zero-copy numpy views of the memory-mapped Arrow file and
+    copied row by row straight into the batch tensor (in shared memory inside a worker): no decoding, and no copy
+    of the split in process memory (the pages belong to the OS page cache). PNG columns are decoded per image.
     Use with :func:`batch_loader`.
     """
 
