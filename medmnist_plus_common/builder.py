@@ -21,15 +21,12 @@ from .catalog import SPLITS, DatasetFacts, _unknown_message, load_catalog
 from .download import locate_release
 from .errors import MedMNISTPlusError, UnknownConfigError
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
-from .release import ReleaseArchive, balanced_ranges, check_release, member_name, shard_ranges
+from .release import ReleaseArchive, check_release, member_name, shard_ranges
 
 SOURCES = ("official",)
 VERSION = datasets.Version("1.1.0")  # bump when the examples a config yields change (1.1: raw images channels first)
-SHARDS_PER_SPLIT = 32  # contiguous row ranges per split (streaming shards)
+SHARDS_PER_SPLIT = 32  # contiguous row ranges per split: the unit that num_proc > 1 spreads over processes
 MIN_ROWS_PER_SHARD = 256
-# Inflating a row to skip it, relative to fully processing it: measured 0.10 for PNG at 224 px
-# (np.load 17.5 s vs PNG encoding 150 s, benchmarks/RESULTS.md); raw arrays are only copied (an estimate).
-SKIP_COST = {"png": 0.1, "raw": 0.5}
 WRITER_BATCH_BYTES = 64 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
 
 
@@ -91,7 +88,6 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     # Streaming has no verification_mode argument and writes no cache, so there a local file's MD5 or row count
     # that differs from the catalog is a warning (downloads are always MD5-checked). Builds default to checks.
     _verification_mode = VerificationMode.NO_CHECKS
-    _num_proc = 1  # set by download_and_prepare(num_proc=...)
 
     def __init__(self, *args, dataset_name: Optional[str] = None, writer_batch_size: Optional[int] = None, **kwargs):
         super().__init__(*args, dataset_name=dataset_name or self.DATASET_NAME, **kwargs)
@@ -139,7 +135,6 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._verification_mode = verification_mode  # read by _split_generators, incl. in worker processes
-        self._num_proc = prepare_split_kwargs.get("num_proc") or 1
         return super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
 
     def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
@@ -162,7 +157,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                 gen_kwargs={
                     "path": path,
                     "split": split,
-                    "row_ranges": self._row_ranges(rows[split]),
+                    "row_ranges": shard_ranges(rows[split], max(1, min(SHARDS_PER_SPLIT, rows[split] // MIN_ROWS_PER_SHARD))),
                 },
             )
             for split in SPLITS
@@ -177,15 +172,6 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             if isinstance(err.__cause__, MedMNISTPlusError):
                 raise err.__cause__ from None
             raise
-
-    def _row_ranges(self, rows: int) -> List[Tuple[int, int]]:
-        """How a split's rows are cut into gen_kwargs shards. For a build with num_proc > 1: one range per process,
-        balanced for the rows each must inflate to reach its own (datasets gives each job a contiguous run)."""
-        shards = max(1, min(SHARDS_PER_SPLIT, rows // MIN_ROWS_PER_SHARD))
-        if self._num_proc > 1 and shards >= self._num_proc:
-            storage = "raw" if self.config.facts.dims == 3 else self.config.image_storage
-            return balanced_ranges(rows, self._num_proc, SKIP_COST[storage])
-        return shard_ranges(rows, shards)
 
     def _generate_examples(self, path: str, split: str, row_ranges: Sequence[Tuple[int, int]]):
         facts = self.config.facts

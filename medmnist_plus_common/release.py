@@ -257,16 +257,3 @@ def shard_ranges(rows: int, shards: int) -> List[Tuple[int, int]]:
     shards = max(1, min(shards, rows))
     bounds = np.linspace(0, rows, shards + 1).astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a] or [(0, 0)]
-
-
-def balanced_ranges(rows: int, jobs: int, skip_cost: float) -> List[Tuple[int, int]]:
-    """Contiguous ranges for ``jobs`` processes reading one deflate stream, sized so that they finish together.
-
-    A process must inflate every row before its range to reach it; skipping a row costs ``skip_cost`` of
-    processing one. Range j gets a share proportional to ``(1 - skip_cost) ** j``: then its skip plus its own
-    work is the same for every j.
-    """
-    weights = np.array([(1.0 - skip_cost) ** j for j in range(max(1, jobs))])
-    bounds = np.round(np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum() * rows).astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a] or [(0, 0)]
-

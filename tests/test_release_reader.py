@@ -5,7 +5,7 @@ import pytest
 
 from medmnist_plus_common import release
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.release import ReleaseArchive, balanced_ranges, check_release, shard_ranges
+from medmnist_plus_common.release import ReleaseArchive, check_release, shard_ranges
 from medmnist_plus_common.synthetic import OFFICIAL_MEMBER_ORDER, read_synthetic_arrays, write_synthetic_release
 
 from .conftest import official_arrays
@@ -55,18 +55,6 @@ def test_shard_ranges_cover_every_row_once():
         covered = [i for a, b in ranges for i in range(a, b)]
         assert covered == list(range(rows))
         assert len(ranges) <= max(1, shards)
-
-
-def test_balanced_ranges_give_later_processes_fewer_rows():
-    assert balanced_ranges(1000, 2, 0.1) == [(0, 526), (526, 1000)]
-    ranges = balanced_ranges(12000, 3, 0.5)
-    assert [i for a, b in ranges for i in range(a, b)] == list(range(12000))
-    lengths = [b - a for a, b in ranges]
-    assert lengths == sorted(lengths, reverse=True)
-    # every process does the same work: its own rows plus half a unit per row it skips
-    costs = [0.5 * a + (b - a) for a, b in ranges]
-    assert max(costs) - min(costs) <= 2
-    assert balanced_ranges(6, 2, 0.0) == [(0, 3), (3, 6)]  # no skip cost: equal halves
 
 
 @pytest.mark.parametrize("flag, size", [("chestmnist", 64), ("vesselmnist3d", 28)])
