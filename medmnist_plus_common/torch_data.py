@@ -29,7 +29,7 @@ class StreamBatches(IterableDataset):
         for table in stream.with_format("arrow").iter(batch_size=self.batch_size):
             column = table.column(self.column)
             if self.shape is None:
-                pixels = _png_values([{"bytes": data} for data in column.combine_chunks().field("bytes").to_pylist()])
+                pixels = _png_values(column.combine_chunks().field("bytes").to_pylist())
             else:
                 pixels = _fixed_shape_values(column, tuple(self.shape)).astype("uint8", copy=False)
             yield {

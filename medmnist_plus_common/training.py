@@ -24,20 +24,14 @@ class UInt8Collate:
         import torch
 
         column = "volume" if "volume" in examples[0] else "image"
-        pixels = np.stack([_pixels(example[column]) for example in examples])
-        if column == "volume":
-            pixels = pixels[:, None]  # N x 1 x D x H x W
-        elif pixels.ndim == 3:
-            pixels = pixels[:, None]  # gray: N x 1 x H x W
-        else:
-            pixels = pixels.transpose(0, 3, 1, 2)  # RGB: N x 3 x H x W
+        pixels = channels_first(np.stack([_pixels(example[column]) for example in examples]), column)
         labels = [example["label"] for example in examples]
         if isinstance(labels[0], (list, tuple, np.ndarray)):
             label_tensor = torch.from_numpy(np.asarray(labels, dtype=np.uint8))
         else:
             label_tensor = torch.as_tensor(labels, dtype=torch.int64)
         return {
-            "images": torch.from_numpy(np.ascontiguousarray(pixels)),
+            "images": torch.from_numpy(pixels),
             "labels": label_tensor,
             "index": torch.as_tensor([example["index"] for example in examples], dtype=torch.int64),
         }
@@ -90,21 +84,26 @@ def _fixed_shape_values(column, shape) -> np.ndarray:
     import pyarrow as pa
 
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    arrays = []
-    for chunk in chunks:
-        values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
-        for _ in shape:
-            values = values.flatten()
-        arrays.append(values.to_numpy(zero_copy_only=False).reshape((-1,) + tuple(shape)))
+    arrays = [_chunk_values(chunk, shape, zero_copy=False) for chunk in chunks]
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _png_values(items) -> np.ndarray:
+def _chunk_values(chunk, shape, zero_copy: bool) -> np.ndarray:
+    """One Arrow chunk of nested lists (or an Array2D/3D extension chunk) as a (rows, *shape) numpy array."""
+    import pyarrow as pa
+
+    values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+    for _ in shape:
+        values = values.flatten()
+    return values.to_numpy(zero_copy_only=zero_copy).reshape((len(chunk),) + tuple(shape))
+
+
+def _png_values(png_bytes) -> np.ndarray:
     import io
 
     from PIL import Image
 
-    return np.stack([np.asarray(Image.open(io.BytesIO(item["bytes"]))) for item in items])
+    return np.stack([np.asarray(Image.open(io.BytesIO(data))) for data in png_bytes])
 
 
 class ArrowBatches:
@@ -135,10 +134,7 @@ class ArrowBatches:
         if self._views is None:
             views, start = [], 0
             for chunk in self.dataset.data.table.column(self.column).chunks:  # the memory-mapped table
-                values = chunk.storage
-                for _ in self.shape:
-                    values = values.flatten()
-                views.append((start, values.to_numpy(zero_copy_only=True).reshape((len(chunk),) + self.shape)))
+                views.append((start, _chunk_values(chunk, self.shape, zero_copy=True)))
                 start += len(chunk)
             self._views = views
         return self._views
@@ -171,7 +167,7 @@ class ArrowBatches:
                 for position, data in zip(selected, taken):
                     images[position] = data
             start += len(chunk)
-        return _png_values([{"bytes": data} for data in images])
+        return _png_values(images)
 
     def __getitems__(self, indices) -> Dict[str, Any]:
         import torch
