@@ -89,9 +89,7 @@ def cmd_push(args) -> int:
     from .publish import push, resolve_configs
 
     if args.from_export and args.all:
-        from .publish import _read_local_card
-
-        configs = sorted(_read_local_card(args.from_export)[1])
+        configs = None  # every config in the export
     else:
         configs = resolve_configs(args.configs.split(",") if args.configs else None, args.all)
     pushed = push(args.repo, configs, private=args.private, endpoint=args.endpoint, token=args.token,

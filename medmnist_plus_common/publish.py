@@ -195,14 +195,19 @@ def hub_endpoint(endpoint: Optional[str]):
             os.environ["HF_ENDPOINT"] = saved[3]
 
 
-def push(repo_id: str, config_names: Iterable[str], *, private: bool = False, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
+def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool = False, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
          num_shards: Optional[int] = None, endpoint: Optional[str] = None, token: Optional[str] = None, from_export: Optional[str] = None,
          num_proc: Optional[int] = None, no_checks: bool = False, **builder_kwargs) -> List[str]:
-    """Publish each config to ``repo_id`` with ``push_to_hub(config_name=...)``, then write the card."""
+    """Publish each config to ``repo_id`` with ``push_to_hub(config_name=...)``, then write the card.
+
+    With ``from_export``, the configs come from that folder; ``config_names=None`` publishes all of them.
+    """
     with hub_endpoint(endpoint):
         api = HfApi(endpoint=datasets.config.HF_ENDPOINT, token=token, library_name="medmnist-plus")
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         exported = _read_local_card(from_export)[1] if from_export else {}
+        if config_names is None:
+            config_names = sorted(exported)
         pushed = []
         for name in config_names:
             if from_export:

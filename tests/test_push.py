@@ -193,3 +193,12 @@ def test_pushed_parquet_has_small_row_groups(releases, hub_server, hub_repo_id, 
     metadata = pq.ParquetFile(io.BytesIO(shard)).metadata
     assert metadata.num_rows == CONFIGS["bloodmnist-64"]["train"] and metadata.num_row_groups > 1
     assert max(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)) < 60_000
+
+
+def test_cli_push_all_of_an_export(releases, hub_server, hub_repo_id, tmp_path, capsys):
+    root, _ = releases
+    out = tmp_path / "medmnist_plus"
+    export(str(out), ["organmnist3d-28", "pneumoniamnist-28"], **build_kwargs(root))
+    assert main(["push", "--repo", hub_repo_id, "--from-export", str(out), "--all"]) == 0
+    assert "Pushed 2 config(s)" in capsys.readouterr().out
+    assert listed_configs(hub_server, hub_repo_id) == ["organmnist3d-28", "pneumoniamnist-28"]
