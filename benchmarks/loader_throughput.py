@@ -3,8 +3,10 @@
 Sources, each measured in a fresh process with its peak memory (whole process tree, sampled from /proc):
   (a) the official `medmnist` package's dataset (whole split in RAM): the anchor;
   (b) our Arrow cache, PNG images (the default) and raw uint8 images (`image_storage="raw"`), via ArrowBatches;
-  (c) streaming from the local Hub-compatible test server (tests/hub_server.py), Parquet + PNG, shuffle buffer
-      of 1000, batches built from Arrow record batches (stream_loader).
+  (c) streaming from the local Hub-compatible test server (tests/hub_server.py), Parquet + PNG, shards shuffled
+      per epoch plus stream_loader's compact shuffle buffer (--shuffle-buffer rows per worker), batches built from
+      Arrow record batches.
+"official-persistent" is (a) with persistent_workers=True, as our loaders use by default.
 Data: synthetic releases in the official format with the official row counts of DermaMNIST-224 (224 px RGB)
 and OrganMNIST3D-64 (64^3), so the official package accepts them.
 
@@ -34,14 +36,16 @@ BATCH, WORKERS = 64, 2
 # ---------------------------------------------------------------------------------- measured in a subprocess
 
 
-def _time_batches(loader, epochs: int, start: float) -> dict:
+def _time_batches(loader, epochs: int, start: float, stream=None) -> dict:
     """Batches/s after the first batch; startup = from creating the dataset to the first batch."""
     import torch
 
     first = None
     batches = images = 0
     shape = dtype = None
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if stream is not None:
+            stream.set_epoch(epoch)
         for batch in loader:
             pixels = batch["images"] if isinstance(batch, dict) else batch[0]
             assert pixels.dtype == torch.uint8, pixels.dtype
@@ -80,7 +84,8 @@ class _OfficialUInt8:
         return pixels.contiguous(), int(label[0])
 
 
-def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int) -> dict:
+def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int,
+            shuffle_buffer: int = 256) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
@@ -89,12 +94,13 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
 
     facts, size = load_catalog().parse_config_name(config)
     start = time.perf_counter()
-    if kind == "official":
+    if kind in ("official", "official-persistent"):
         import medmnist
 
         cls = getattr(medmnist, facts.title)
         dataset = cls(split="train", size=size, root=data_dir)
-        loader = DataLoader(_OfficialUInt8(dataset, facts.dims), batch_size=BATCH, shuffle=True, num_workers=WORKERS)
+        loader = DataLoader(_OfficialUInt8(dataset, facts.dims), batch_size=BATCH, shuffle=True, num_workers=WORKERS,
+                            persistent_workers=kind == "official-persistent")
     elif kind in ("arrow-png", "arrow-raw"):
         from medmnist_plus_common import builder_for
 
@@ -114,20 +120,22 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
         import datasets
 
         datasets.config.USE_PARQUET_EXPORT = False  # no dataset-viewer lookup at a host that does not exist here
-        stream = streaming_dataset(source, config, shuffle_buffer=1000, seed=0)
-        loader = stream_loader(stream, batch_size=BATCH, num_workers=WORKERS)
+        stream = streaming_dataset(source, config)
+        loader = stream_loader(stream, batch_size=BATCH, num_workers=WORKERS, shuffle_buffer=shuffle_buffer, seed=0)
     else:
         raise ValueError(kind)
-    return _time_batches(loader, epochs, start)
+    result = _time_batches(loader, epochs, start, stream if kind == "hub-stream" else None)
+    return dict(result, shuffle_buffer=shuffle_buffer if kind == "hub-stream" else None)
 
 
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def run_case(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int, env: dict) -> dict:
+def run_case(kind: str, config: str, data_dir: str, cache_dir: str, source: str, epochs: int, env: dict,
+             shuffle_buffer: int) -> dict:
     code = (f"import json, sys; sys.path.insert(0, {HERE!r}); import loader_throughput as b; "
             f"print('RESULT ' + json.dumps(b.measure({kind!r}, {config!r}, {data_dir!r}, {cache_dir!r}, "
-            f"{source!r}, {epochs})))")
+            f"{source!r}, {epochs}, {shuffle_buffer})))")
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=REPO)
     with TreeMemorySampler(process.pid) as memory:
@@ -144,7 +152,10 @@ def run_case(kind: str, config: str, data_dir: str, cache_dir: str, source: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=os.path.join(HERE, "work", "loader"))
-    parser.add_argument("--kinds", default="baseline,official,arrow-png,arrow-raw,hub-stream",
+    parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows per worker for hub-stream")
+    parser.add_argument("--configs", default=",".join(CASES))
+    parser.add_argument("--reuse", action="store_true", help="reuse the caches and the Hub repo of an earlier run")
+    parser.add_argument("--kinds", default="baseline,official,official-persistent,arrow-png,arrow-raw,hub-stream",
                         help="which sources to measure; results replace earlier ones of the same kind and config")
     args = parser.parse_args()
     sys.path.insert(0, REPO)
@@ -178,7 +189,8 @@ def main() -> None:
         "            num_proc=2, verification_mode='no_checks')\n"
         "push(%r, %r, num_shards=8, data_dir=%r, cache_dir=%r, no_checks=True)\n"
     ) % (REPO, list(CASES), data_dir, cache_dir, repo, list(CASES), data_dir, cache_dir)
-    subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
+    if not args.reuse:
+        subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
 
     results_path = os.path.join(HERE, "results", "loader_throughput.json")
     results = []
@@ -187,13 +199,15 @@ def main() -> None:
             results = json.load(f)["results"]
     kinds = args.kinds.split(",")
     for config, epochs in CASES.items():
+        if config not in args.configs.split(","):
+            continue
         for kind in kinds:
             if kind == "arrow-png" and config.startswith("organmnist3d"):
                 continue  # 3D volumes are always raw arrays
-            result = run_case(kind, config, data_dir, cache_dir, repo, epochs, env)
+            result = run_case(kind, config, data_dir, cache_dir, repo, epochs, env, args.shuffle_buffer)
             results = [r for r in results if (r["kind"], r["config"]) != (kind, config)] + [result]
     hub.stop()
-    order = ["baseline", "official", "arrow-png", "arrow-raw", "hub-stream"]
+    order = ["baseline", "official", "official-persistent", "arrow-png", "arrow-raw", "hub-stream"]
     results.sort(key=lambda r: (list(CASES).index(r["config"]), order.index(r["kind"])))
 
     sizes = {}  # train-split Arrow bytes per config and image storage, read from each cache folder

@@ -4,8 +4,9 @@
     python examples/train_streaming.py --source ./medmnist_plus --config organmnist3d-28   # `medmnist-plus export`
     torchrun --nproc-per-node 2 examples/train_streaming.py --source ... --config ...      # RANK/WORLD_SIZE
 
-Streams with a shuffle buffer, splits the stream across ranks with ``split_dataset_by_node``, and feeds a
-``DataLoader`` (``num_workers=2``) that delivers uint8 batches: N x C x H x W (2D) or N x 1 x D x H x W (3D).
+Splits the stream across ranks with ``split_dataset_by_node``, shuffles the order of its Parquet row groups
+every epoch and mixes rows through a shuffle buffer, and feeds a ``DataLoader`` (``num_workers=2``) that
+delivers uint8 batches: N x C x H x W (2D) or N x 1 x D x H x W (3D).
 Needs PyTorch (``pip install torch``).
 """
 
@@ -28,11 +29,11 @@ def small_model(dims: int, channels: int, outputs: int) -> nn.Module:
 
 
 def train(source: str, config: str, steps: int = 10, batch_size: int = 64, num_workers: int = 2,
-          shuffle_buffer: int = 1000, rank: int = 0, world_size: int = 1, epochs: int = 1, seed: int = 0) -> list:
+          shuffle_buffer: int = 256, rank: int = 0, world_size: int = 1, epochs: int = 1, seed: int = 0) -> list:
     facts, _ = load_catalog().parse_config_name(config)
-    stream = streaming_dataset(source, config, rank=rank, world_size=world_size, shuffle_buffer=shuffle_buffer,
-                               seed=seed)
-    loader = stream_loader(stream, batch_size=batch_size, num_workers=num_workers)
+    stream = streaming_dataset(source, config, rank=rank, world_size=world_size)
+    loader = stream_loader(stream, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer,
+                           seed=seed)
     channels = 1 if facts.dims == 3 else facts.channels
     model = small_model(facts.dims, channels, facts.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--shuffle-buffer", type=int, default=1000)
+    parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows per DataLoader worker")
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

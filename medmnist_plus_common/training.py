@@ -38,16 +38,20 @@ class UInt8Collate:
 
 
 def streaming_dataset(source: str, config: str, split: str = "train", *, rank: int = 0, world_size: int = 1,
-                      shuffle_buffer: Optional[int] = 1000, seed: int = 0, **load_kwargs):
-    """``load_dataset(source, config, streaming=True)`` for one rank of ``world_size``, shuffled with a buffer.
+                      shuffle_buffer: Optional[int] = None, seed: int = 0, **load_kwargs):
+    """``load_dataset(source, config, streaming=True)`` for one rank of ``world_size``.
 
     ``source`` is a Hub repo id (``"<namespace>/medmnist_plus"``) or a folder written by ``medmnist-plus export``.
+    The stream is resharded by Parquet row group (``reshard()``): many small shards split evenly across ranks and
+    DataLoader workers, and a shuffled shard order mixes the split at that grain. ``shuffle_buffer`` adds the
+    ``datasets`` shuffle buffer, for iterating examples; :func:`stream_loader` has its own, compact, buffer.
     """
     import datasets
     from datasets.distributed import split_dataset_by_node
 
     # numpy formatting: 3D volumes arrive as arrays, not nested Python lists (PNG images decode as before)
-    stream = datasets.load_dataset(source, config, split=split, streaming=True, **load_kwargs).with_format("numpy")
+    stream = datasets.load_dataset(source, config, split=split, streaming=True, **load_kwargs)
+    stream = stream.reshard().with_format("numpy")
     if world_size > 1:
         stream = split_dataset_by_node(stream, rank=rank, world_size=world_size)
     if shuffle_buffer:
@@ -98,12 +102,17 @@ def _chunk_values(chunk, shape, zero_copy: bool) -> np.ndarray:
     return values.to_numpy(zero_copy_only=zero_copy).reshape((len(chunk),) + tuple(shape))
 
 
-def _png_values(png_bytes) -> np.ndarray:
+def decode_png(data: bytes) -> np.ndarray:
+    """One stored PNG as a uint8 array, H x W or H x W x C."""
     import io
 
     from PIL import Image
 
-    return np.stack([np.asarray(Image.open(io.BytesIO(data))) for data in png_bytes])
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def _png_values(png_bytes) -> np.ndarray:
+    return np.stack([decode_png(data) for data in png_bytes])
 
 
 class ArrowBatches:
@@ -178,12 +187,11 @@ class ArrowBatches:
         if self.is_png:
             images = torch.from_numpy(channels_first(self._png_images(indices), self.column))
         else:
-            # Volumes: N x 1 x D x H x W; raw 2D images are stored channels first: N x C x H x W. In a DataLoader
-            # worker the batch is allocated in shared memory, so handing it to the main process copies nothing.
+            from .torch_data import new_batch_tensor
+
+            # Volumes: N x 1 x D x H x W; raw 2D images are stored channels first: N x C x H x W.
             shape = (len(indices), 1) + self.shape if self.column == "volume" else (len(indices),) + self.shape
-            images = torch.empty(shape, dtype=torch.uint8)
-            if torch.utils.data.get_worker_info() is not None:
-                images.share_memory_()
+            images = new_batch_tensor(shape)
             pixels = images.numpy()
             self._gather_into(indices, pixels[:, 0] if self.column == "volume" else pixels)
         index, labels = self._small_columns()
@@ -197,18 +205,25 @@ class ArrowBatches:
         return self.__getitems__([index])
 
 
-def stream_loader(stream, batch_size: int = 64, num_workers: int = 2, **kwargs):
-    """A DataLoader over a streaming dataset that builds each batch from an Arrow record batch.
+def stream_loader(stream, batch_size: int = 64, num_workers: int = 2, *, shuffle_buffer: int = 0, seed: int = 0,
+                  **kwargs):
+    """A DataLoader of uint8 batches built straight from the Arrow record batches of a ``datasets`` stream.
 
-    Faster than :func:`data_loader` (no per-example formatting; 3D volumes never become Python lists). Each
-    DataLoader worker reads its own shards of the stream (``split_dataset_by_node`` over the workers), so each
-    example is delivered once per epoch when the stream has at least ``num_workers`` shards.
+    Faster than :func:`data_loader`: no per-example formatting, 3D volumes never become Python lists, each row is
+    copied once into a batch tensor that lives in shared memory. Each worker reads its own shards of the stream
+    (``split_dataset_by_node`` over the workers), so each example is delivered once per epoch.
+
+    ``shuffle_buffer`` (rows per worker): the shard order is shuffled every epoch and rows are mixed through a
+    buffer of compact copies (uint8 pixels, or PNG bytes), so memory is that many rows, nothing more. Call
+    ``stream.set_epoch(epoch)`` for a new order each epoch; workers persist across epochs by default.
     """
     from torch.utils.data import DataLoader
 
     from .torch_data import StreamBatches
 
-    return DataLoader(StreamBatches(stream, batch_size), batch_size=None, num_workers=num_workers, **kwargs)
+    kwargs.setdefault("persistent_workers", num_workers > 0)
+    return DataLoader(StreamBatches(stream, batch_size, shuffle_buffer=shuffle_buffer, seed=seed), batch_size=None,
+                      num_workers=num_workers, **kwargs)
 
 
 def _already_batched(batch):
@@ -216,8 +231,12 @@ def _already_batched(batch):
 
 
 def batch_loader(dataset, batch_size: int = 64, num_workers: int = 2, shuffle: bool = True, **kwargs):
-    """A DataLoader over a built (Arrow) dataset that fetches whole batches; see :class:`ArrowBatches`."""
+    """A DataLoader over a built (Arrow) dataset that fetches whole batches; see :class:`ArrowBatches`.
+
+    Workers persist across epochs by default: restarting them costs about 0.15 s per epoch (measured, 64^3).
+    """
     from torch.utils.data import DataLoader
 
+    kwargs.setdefault("persistent_workers", num_workers > 0)
     return DataLoader(ArrowBatches(dataset), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       collate_fn=_already_batched, **kwargs)

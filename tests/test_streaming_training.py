@@ -149,14 +149,14 @@ def test_unknown_image_storage_is_refused(tmp_path):
 
 @pytest.mark.parametrize("config, shape", [("bloodmnist-28", (3, 28, 28)), ("organmnist3d-28", (1, 28, 28, 28))])
 @pytest.mark.parametrize("world_size", [1, 2])
-def test_stream_loader_batches_from_arrow_exactly_once(exported, config, shape, world_size):
+def test_stream_loader_shuffles_exactly_once_across_workers_and_ranks(exported, config, shape, world_size):
     from medmnist_plus_common.training import stream_loader
 
     folder, arrays = exported
     seen = []
     for rank in range(world_size):
-        stream = streaming_dataset(folder, config, rank=rank, world_size=world_size, shuffle_buffer=16, seed=1)
-        for batch in stream_loader(stream, batch_size=8, num_workers=2):
+        stream = streaming_dataset(folder, config, rank=rank, world_size=world_size)
+        for batch in stream_loader(stream, batch_size=8, num_workers=2, shuffle_buffer=6, seed=1):
             assert batch["images"].dtype == torch.uint8 and batch["images"].shape[1:] == shape
             index = batch["index"].numpy()
             expected = arrays[config]["train_images"][index]
@@ -165,3 +165,58 @@ def test_stream_loader_batches_from_arrow_exactly_once(exported, config, shape, 
             assert np.array_equal(batch["labels"].numpy(), arrays[config]["train_labels"][index, 0])
             seen += index.tolist()
     assert sorted(seen) == list(range(ROWS[config]["train"]))
+    assert seen != sorted(seen)  # shuffled: shard order and the buffer
+
+
+def test_stream_loader_unshuffled_keeps_the_stream_order(exported):
+    from medmnist_plus_common.training import stream_loader
+
+    folder, _ = exported
+    stream = streaming_dataset(folder, "organmnist3d-28")
+    batches = list(stream_loader(stream, batch_size=5, num_workers=0))
+    assert [len(batch["index"]) for batch in batches] == [5, 5, 5, 5, 4]
+    assert [i for batch in batches for i in batch["index"].tolist()] == list(range(24))
+
+
+def test_stream_loader_new_order_each_epoch_with_persistent_workers(exported):
+    from medmnist_plus_common.training import stream_loader
+
+    folder, _ = exported
+    stream = streaming_dataset(folder, "bloodmnist-28")
+    loader = stream_loader(stream, batch_size=16, num_workers=2, shuffle_buffer=8, seed=5)
+    assert loader.persistent_workers
+    orders = []
+    for epoch in range(3):
+        stream.set_epoch(epoch)  # reaches the running workers through shared memory
+        orders.append([i for batch in loader for i in batch["index"].tolist()])
+    assert all(sorted(order) == list(range(96)) for order in orders)
+    assert len({tuple(order) for order in orders}) == 3
+
+
+class _FakeRows:
+    def __init__(self, index):
+        self.index = np.asarray(index, dtype=np.int64)
+        self.pixels = np.repeat(self.index.astype(np.uint8)[:, None, None], 4, axis=1).repeat(4, axis=2)
+        self.labels = self.index % 3
+
+    def __len__(self):
+        return len(self.index)
+
+
+def test_shuffle_buffer_holds_its_size_and_delivers_every_row_once():
+    from medmnist_plus_common.torch_data import _BatchWriter, _ShuffleBuffer
+
+    buffer = _ShuffleBuffer(4, np.random.default_rng(0))
+    writer = _BatchWriter(5, "image", (4, 4), (4, 4), (), np.int64)
+    batches = []
+    for chunk in (range(0, 7), range(7, 9), range(9, 30)):  # record batches smaller and larger than the buffer
+        batches += list(buffer.push(_FakeRows(list(chunk)), writer))
+        assert buffer.pixels.shape == (4, 4, 4) and buffer.filled == 4
+    batches += list(buffer.drain(writer)) + list(writer.flush())
+    order = [i for batch in batches for i in batch["index"].tolist()]
+    assert sorted(order) == list(range(30)) and order != list(range(30))
+    assert [len(batch["index"]) for batch in batches] == [5] * 6
+    for batch in batches:  # pixels and labels travel with their row
+        expected = np.broadcast_to(batch["index"].numpy().astype(np.uint8)[:, None, None], (5, 4, 4))
+        assert np.array_equal(batch["images"].numpy(), expected)
+        assert np.array_equal(batch["labels"].numpy(), batch["index"].numpy() % 3)
