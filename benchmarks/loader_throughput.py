@@ -210,9 +210,11 @@ def main() -> None:
     order = ["baseline", "official", "official-persistent", "arrow-png", "arrow-raw", "hub-stream"]
     results.sort(key=lambda r: (list(CASES).index(r["config"]), order.index(r["kind"])))
 
-    sizes = {}  # train-split Arrow bytes per config and image storage, read from each cache folder
+    from medmnist_plus_common.builder import MedMNISTBuilder
+
+    sizes = {}  # train-split Arrow bytes per config and image storage, from the cache folders of this version
     for root, _, files in os.walk(cache_dir):
-        if "dataset_info.json" in files:
+        if "dataset_info.json" in files and os.path.basename(root) == str(MedMNISTBuilder.VERSION):
             with open(os.path.join(root, "dataset_info.json")) as f:
                 info = json.load(f)
             column = info["features"].get("image") or info["features"]["volume"]

@@ -169,8 +169,15 @@ class StreamBatches(IterableDataset):
         if self.shuffle_buffer:
             rng = np.random.default_rng([self.seed, epoch, worker_id])
             buffer = _ShuffleBuffer(self.shuffle_buffer, rng)
+        import pyarrow as pa
+
+        arrow_pool = pa.default_memory_pool()
         for table in stream.with_format("arrow").iter(batch_size=self.batch_size):
             rows = _Rows(table, self.column, self.shape)
+            del table
+            # Decoding nested-list Parquet (3D) leaves large freed blocks cached in Arrow's allocator: hand them
+            # back, or each worker keeps ~150 MB more (measured at 64^3)
+            arrow_pool.release_unused()
             if writer is None:
                 writer = _BatchWriter(self.batch_size, self.column, self.shape, self._example_layout(rows),
                                       rows.labels.shape[1:], rows.labels.dtype)
