@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -169,8 +170,6 @@ class StreamBatches(IterableDataset):
         if self.shuffle_buffer:
             rng = np.random.default_rng([self.seed, epoch, worker_id])
             buffer = _ShuffleBuffer(self.shuffle_buffer, rng)
-        import pyarrow as pa
-
         arrow_pool = pa.default_memory_pool()
         for table in stream.with_format("arrow").iter(batch_size=self.batch_size):
             rows = _Rows(table, self.column, self.shape)
