@@ -57,12 +57,17 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def channels_first_image(pixels: np.ndarray) -> np.ndarray:
+    """One 2D image, H x W or H x W x C, as a C x H x W view."""
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
 def encode_sample(facts: DatasetFacts, pixels: np.ndarray, image_storage: str = "png"):
     """The value of the ``image``/``volume`` column for one release row."""
     if facts.dims == 3:
         return pixels
     if image_storage == "raw":  # channels first: C x H x W
-        return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return np.ascontiguousarray(channels_first_image(pixels))
     return {"bytes": encode_png(pixels), "path": None}
 
 

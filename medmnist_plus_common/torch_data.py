@@ -9,6 +9,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .features import channels_first_image
 from .training import _fixed_shape_values, arrow_label_values, decode_png
 
 
@@ -61,8 +62,7 @@ class _BatchWriter:
             pixels = self.images.numpy()[start:end]
             if self.shape is None:  # PNG: decode into the batch, H x W [x C] -> C x H x W
                 for position, row in enumerate(take):
-                    image = decode_png(store.pixels[row])
-                    pixels[position] = image.transpose(2, 0, 1) if image.ndim == 3 else image
+                    pixels[position] = channels_first_image(decode_png(store.pixels[row]))
             else:
                 out = pixels[:, 0] if self.column == "volume" else pixels
                 np.take(store.pixels, take, axis=0, out=out, mode="clip")  # indices are valid; "clip" avoids a temporary
@@ -138,8 +138,8 @@ class StreamBatches(IterableDataset):
         self.stream, self.batch_size = stream, batch_size
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.column = "volume" if "volume" in stream.features else "image"
-        self.shape = getattr(stream.features[self.column], "shape", None)  # None for PNG images
-        self.shape = None if self.shape is None else tuple(self.shape)
+        shape = getattr(stream.features[self.column], "shape", None)  # None for PNG images
+        self.shape = None if shape is None else tuple(shape)
         # shared with persistent DataLoader workers, so set_epoch() in the main process reaches them
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -159,8 +159,7 @@ class StreamBatches(IterableDataset):
 
     def _example_layout(self, rows: _Rows) -> tuple:
         if self.shape is None:  # PNG: H x W [x C] -> C x H x W
-            first = decode_png(rows.pixels[0])
-            return (1,) + first.shape if first.ndim == 2 else (first.shape[2],) + first.shape[:2]
+            return channels_first_image(decode_png(rows.pixels[0])).shape
         return ((1,) + self.shape) if self.column == "volume" else self.shape
 
     def __iter__(self):
