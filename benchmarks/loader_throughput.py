@@ -7,6 +7,10 @@ Sources, each measured in a fresh process with its peak memory (whole process tr
       per epoch plus stream_loader's compact shuffle buffer (--shuffle-buffer rows per worker), batches built from
       Arrow record batches.
 "official-persistent" is (a) with persistent_workers=True, as our loaders use by default.
+"hub-stream-binary" is a what-if, not a layout we publish: (c) for 3D with each volume stored as one binary value
+(raw voxels) instead of Array3D, to measure what giving up "stock datasets returns arrays" would buy.
+Each run also records the CPU time of the loader's processes ("cores busy": their CPU seconds per wall second;
+this machine has 2 cores), which tells a CPU-bound loader from one that waits.
 Data: synthetic releases in the official format with the official row counts of DermaMNIST-224 (224 px RGB)
 and OrganMNIST3D-64 (64^3), so the official package accepts them.
 
@@ -29,7 +33,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from proc_memory import TreeMemorySampler  # noqa: E402
 
-CASES = {"dermamnist-224": 2, "organmnist3d-64": 6}  # config -> epochs over the train split
+CASES = {"dermamnist-224": 4, "organmnist3d-64": 20}  # config -> epochs over the train split (runs of >= 5 s)
 BATCH, WORKERS = 64, 2
 
 
@@ -93,7 +97,7 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
     from medmnist_plus_common.training import batch_loader, stream_loader, streaming_dataset
 
     facts, size = load_catalog().parse_config_name(config)
-    start = time.perf_counter()
+    start, cpu_at_start = time.perf_counter(), _cpu_now()
     if kind in ("official", "official-persistent"):
         import medmnist
 
@@ -116,16 +120,90 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
         tiny = TensorDataset(torch.zeros((64 * 20, 1), dtype=torch.uint8), torch.zeros(64 * 20, dtype=torch.int64))
         loader = DataLoader(tiny, batch_size=BATCH, num_workers=WORKERS,
                             collate_fn=lambda rows: {"images": torch.stack([r[0] for r in rows])})
-    elif kind == "hub-stream":
+    elif kind in ("hub-stream", "hub-stream-binary"):
         import datasets
 
         datasets.config.USE_PARQUET_EXPORT = False  # no dataset-viewer lookup at a host that does not exist here
+        if kind == "hub-stream-binary":
+            source = BINARY_REPO
+            _read_binary_volumes_as_raw(facts.image_shape(size))
         stream = streaming_dataset(source, config)
         loader = stream_loader(stream, batch_size=BATCH, num_workers=WORKERS, shuffle_buffer=shuffle_buffer, seed=0)
+        if kind == "hub-stream-binary":
+            loader.dataset.shape = facts.image_shape(size)
     else:
         raise ValueError(kind)
-    result = _time_batches(loader, epochs, start, stream if kind == "hub-stream" else None)
-    return dict(result, shuffle_buffer=shuffle_buffer if kind == "hub-stream" else None)
+    result = _time_batches(loader, epochs, start, stream if kind.startswith("hub-stream") else None)
+    wall = time.perf_counter() - start
+    result.update(_cpu_seconds(loader, wall, cpu_at_start))
+    return dict(result, shuffle_buffer=shuffle_buffer if kind.startswith("hub-stream") else None)
+
+
+# What-if, not a published layout: 3D volumes as one binary value per row (raw C-order voxels) instead of Array3D.
+# Stock `datasets` would then return bytes, not arrays; measured to show what that choice would buy (RESULTS.md).
+BINARY_REPO = "bench/medmnist_plus_binary_volumes"
+
+
+def _read_binary_volumes_as_raw(shape) -> None:
+    """Make stream_loader read a binary volume column as raw voxels (a zero-copy view of the Arrow buffer)."""
+    import numpy as np
+
+    from medmnist_plus_common import torch_data
+
+    class BinaryVolumeRows(torch_data._Rows):
+        def __init__(self, table, column, _shape):
+            chunk = table.column(column).combine_chunks()
+            offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset: chunk.offset + len(chunk) + 1]
+            assert (np.diff(offsets) == int(np.prod(shape))).all()
+            self.pixels = np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0]: offsets[-1]].reshape((-1,) + shape)
+            self.labels = torch_data.arrow_label_values(table.column("label"))
+            self.index = table.column("index").to_numpy()
+
+    torch_data._Rows = BinaryVolumeRows  # DataLoader workers are forked after this, so they see it too
+
+
+def _push_binary_volumes(config: str, data_dir: str, cache_dir: str) -> None:
+    """Publish ``config`` to BINARY_REPO with volumes as binary values (same rows, shards and row groups)."""
+    import datasets
+    import numpy as np
+
+    from medmnist_plus_common import builder_for
+    from medmnist_plus_common.publish import small_row_groups
+
+    dataset = builder_for(config, data_dir=data_dir, cache_dir=cache_dir).as_dataset()
+    features = dataset["train"].features.copy()
+    features["volume"] = datasets.Value("binary")
+    as_bytes = dataset.with_format("numpy").map(
+        lambda batch: {"volume": [np.asarray(v, dtype=np.uint8).tobytes() for v in batch["volume"]]}, batched=True, batch_size=64,
+        features=features)
+    with small_row_groups():
+        as_bytes.push_to_hub(BINARY_REPO, config_name=config, num_shards={s: 8 for s in as_bytes})
+
+
+def _cpu_now() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_seconds(loader, wall: float, cpu_at_start: float) -> dict:
+    """CPU time of this process (since ``cpu_at_start``: imports excluded) and of its DataLoader workers (counted
+    once they are joined), and how many cores they kept busy over the run: tells a CPU-bound loader from one
+    that waits."""
+    import gc
+    import resource
+
+    main_cpu = _cpu_now() - cpu_at_start
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None:
+        iterator._shutdown_workers()  # persistent workers: join them, so their CPU time is counted
+    del loader, iterator
+    gc.collect()
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = workers.ru_utime + workers.ru_stime
+    return {"wall_seconds": wall, "cpu_main_seconds": main_cpu, "cpu_workers_seconds": workers_cpu,
+            "cpu_workers_system_seconds": workers.ru_stime, "cores_busy": (main_cpu + workers_cpu) / wall}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -155,7 +233,8 @@ def main() -> None:
     parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows per worker for hub-stream")
     parser.add_argument("--configs", default=",".join(CASES))
     parser.add_argument("--reuse", action="store_true", help="reuse the caches and the Hub repo of an earlier run")
-    parser.add_argument("--kinds", default="baseline,official,official-persistent,arrow-png,arrow-raw,hub-stream",
+    parser.add_argument("--kinds", default="baseline,official,official-persistent,arrow-png,arrow-raw,hub-stream,"
+                        "hub-stream-binary",
                         help="which sources to measure; results replace earlier ones of the same kind and config")
     args = parser.parse_args()
     sys.path.insert(0, REPO)
@@ -191,6 +270,11 @@ def main() -> None:
     ) % (REPO, list(CASES), data_dir, cache_dir, repo, list(CASES), data_dir, cache_dir)
     if not args.reuse:
         subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
+    if "hub-stream-binary" in args.kinds.split(",") and (not args.reuse or not os.path.isdir(
+            os.path.join(args.workdir, "hub", "datasets", BINARY_REPO))):
+        code = (f"import sys; sys.path.insert(0, {HERE!r}); import loader_throughput as b; "
+                f"b._push_binary_volumes('organmnist3d-64', {data_dir!r}, {cache_dir!r})")
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO)
 
     results_path = os.path.join(HERE, "results", "loader_throughput.json")
     results = []
@@ -204,10 +288,13 @@ def main() -> None:
         for kind in kinds:
             if kind == "arrow-png" and config.startswith("organmnist3d"):
                 continue  # 3D volumes are always raw arrays
+            if kind == "hub-stream-binary" and not config.startswith("organmnist3d"):
+                continue  # a what-if for volumes only
             result = run_case(kind, config, data_dir, cache_dir, repo, epochs, env, args.shuffle_buffer)
             results = [r for r in results if (r["kind"], r["config"]) != (kind, config)] + [result]
     hub.stop()
-    order = ["baseline", "official", "official-persistent", "arrow-png", "arrow-raw", "hub-stream"]
+    order = ["baseline", "official", "official-persistent", "arrow-png", "arrow-raw", "hub-stream",
+             "hub-stream-binary"]
     results.sort(key=lambda r: (list(CASES).index(r["config"]), order.index(r["kind"])))
 
     from medmnist_plus_common.builder import MedMNISTBuilder
@@ -227,21 +314,22 @@ def main() -> None:
 
     gib = 2**30
     print("\n| config | source | batches/s | vs (a) | startup s | peak PSS, all / anonymous (GiB) | "
-          "anonymous above baseline (GiB) | vs (a) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "anonymous above baseline (GiB) | vs (a) | cores busy |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for config in CASES:
         anchor = next(r for r in results if r["config"] == config and r["kind"] == "official")
         base = next((r for r in results if r["config"] == config and r["kind"] == "baseline"), None)
         base_anon = base["peak_pss_anon"] if base else 0
         for r in (r for r in results if r["config"] == config and r["kind"] != "baseline"):
             extra = max(0, r["peak_pss_anon"] - base_anon)
+            cores = f"{r['cores_busy']:.2f}" if "cores_busy" in r else ""
             print(f"| {config} | {r['kind']} | {r['batches_per_second']:.1f} | "
                   f"{r['batches_per_second'] / anchor['batches_per_second']:.2f} x | {r['startup_seconds']:.1f} | "
                   f"{r['peak_pss'] / gib:.2f} / {r['peak_pss_anon'] / gib:.2f} | {extra / gib:.2f} | "
-                  f"{extra / max(1, anchor['peak_pss_anon'] - base_anon):.2f} x |")
+                  f"{extra / max(1, anchor['peak_pss_anon'] - base_anon):.2f} x | {cores} |")
         if base:
             print(f"| {config} | baseline (imports + 2 workers, no data) | | | | "
-                  f"{base['peak_pss'] / gib:.2f} / {base_anon / gib:.2f} | | |")
+                  f"{base['peak_pss'] / gib:.2f} / {base_anon / gib:.2f} | | | |")
     print(f"\ntrain split Arrow sizes (bytes): {sizes}")
 
 
