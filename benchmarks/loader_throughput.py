@@ -173,9 +173,9 @@ def _push_binary_volumes(config: str, data_dir: str, cache_dir: str) -> None:
     dataset = builder_for(config, data_dir=data_dir, cache_dir=cache_dir).as_dataset()
     features = dataset["train"].features.copy()
     features["volume"] = datasets.Value("binary")
-    as_bytes = dataset.with_format("numpy").map(
-        lambda batch: {"volume": [np.asarray(v, dtype=np.uint8).tobytes() for v in batch["volume"]]}, batched=True, batch_size=64,
-        features=features)
+    as_bytes = dataset.with_format("numpy").map(  # numpy formatting gives int64 volumes: back to uint8 bytes
+        lambda batch: {"volume": [np.asarray(v, dtype=np.uint8).tobytes() for v in batch["volume"]]},
+        batched=True, batch_size=64, features=features)
     with small_row_groups():
         as_bytes.push_to_hub(BINARY_REPO, config_name=config, num_shards={s: 8 for s in as_bytes})
 
