@@ -117,10 +117,11 @@ def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict
     for split in SPLITS:
         split_dataset = dataset[split]
         shards = _shard_count(split_dataset, max_bytes, num_shards)
+        row_group_rows = rows_per_row_group(split_dataset)  # one estimate per split, not per shard
         for index in range(shards):
             shard = split_dataset.shard(num_shards=shards, index=index, contiguous=True)
             path = os.path.join(partial, f"{split}-{index:05d}-of-{shards:05d}.parquet")
-            shard.to_parquet(path, batch_size=rows_per_row_group(split_dataset))
+            shard.to_parquet(path, batch_size=row_group_rows)
             info.download_size += os.path.getsize(path)
         nbytes = split_dataset.data.nbytes
         info.splits.add(datasets.SplitInfo(name=split, num_bytes=nbytes, num_examples=split_dataset.num_rows))
