@@ -42,21 +42,35 @@ def _incompatible(detail: str) -> RegistryIncompatibleError:
 
 
 def register() -> None:
-    """Install the hook (idempotent). Raises :class:`RegistryIncompatibleError` if datasets changed shape."""
+    """Install the hook (idempotent). Raises :class:`RegistryIncompatibleError` if datasets changed shape.
+
+    Besides ``datasets.load``, ``datasets.inspect`` holds its own reference to the factory (it imports it by name
+    for ``get_dataset_config_names``), so the hook replaces that reference too; ``load_dataset_builder``,
+    ``get_dataset_split_names`` and ``get_dataset_infos`` go through ``datasets.load``'s.
+    """
     try:
+        from datasets import inspect as hf_inspect
         from datasets import load
     except ImportError as err:  # pragma: no cover - datasets is a hard dependency
-        raise _incompatible(f"cannot import datasets.load: {err}") from err
+        raise _incompatible(f"cannot import datasets.load / datasets.inspect: {err}") from err
 
     factory = getattr(load, "dataset_module_factory", None)
     module_class = getattr(load, "DatasetModule", None)
     builder_loader = getattr(load, "load_dataset_builder", None)
     if factory is None or module_class is None or builder_loader is None:
         raise _incompatible("datasets.load lacks dataset_module_factory, DatasetModule or load_dataset_builder")
-    if getattr(factory, "_medmnist_plus_original", None) is not None:
+    original = getattr(factory, "_medmnist_plus_original", None)
+    if original is not None:
+        if getattr(hf_inspect, "dataset_module_factory", None) is original:  # e.g. datasets.inspect reloaded
+            hf_inspect.dataset_module_factory = factory
         return
     if "dataset_module_factory" not in builder_loader.__code__.co_names:
         raise _incompatible("load_dataset_builder no longer calls dataset_module_factory")
+    inspect_factory = getattr(hf_inspect, "dataset_module_factory", None)
+    if inspect_factory is not None and inspect_factory is not factory:
+        raise _incompatible("datasets.inspect.dataset_module_factory is not datasets.load's")
+    if getattr(hf_inspect, "load_dataset_builder", builder_loader) is not builder_loader:
+        raise _incompatible("datasets.inspect.load_dataset_builder is not datasets.load's")
     fields = list(inspect.signature(module_class).parameters)
     if fields[:3] != ["module_path", "hash", "builder_kwargs"]:
         raise _incompatible(f"DatasetModule fields are {fields}")
@@ -72,11 +86,16 @@ def register() -> None:
 
     dataset_module_factory._medmnist_plus_original = factory
     load.dataset_module_factory = dataset_module_factory
+    if inspect_factory is not None:
+        hf_inspect.dataset_module_factory = dataset_module_factory
 
 
 def unregister() -> None:
+    from datasets import inspect as hf_inspect
     from datasets import load
 
     original = getattr(load.dataset_module_factory, "_medmnist_plus_original", None)
     if original is not None:
+        if getattr(hf_inspect, "dataset_module_factory", None) is load.dataset_module_factory:
+            hf_inspect.dataset_module_factory = original
         load.dataset_module_factory = original

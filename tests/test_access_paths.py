@@ -121,3 +121,47 @@ def test_registration_is_idempotent_and_reversible():
         assert getattr(load.dataset_module_factory, "_medmnist_plus_original", None) is None
     finally:
         registry.register()
+
+
+# datasets' inspection API (datasets.inspect holds its own reference to the factory the hook wraps): every
+# name resolves locally, with no Hub request (the test Hub has no such repos: a miss would fail, not pass).
+FLAGS = [facts.flag for facts in load_catalog()]
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+def test_inspection_api_resolves_each_flag(flag):
+    facts = load_catalog()[flag]
+    sizes = [str(size) for size in facts.sizes]
+    assert datasets.get_dataset_config_names(flag) == sizes
+    assert datasets.get_dataset_split_names(flag, sizes[0]) == list(SPLITS)
+    infos = datasets.get_dataset_infos(flag)
+    assert sorted(infos, key=int) == sizes
+    assert {s: infos[sizes[-1]].splits[s].num_examples for s in SPLITS} == facts.split_counts
+    builder = datasets.load_dataset_builder(flag, sizes[-1])
+    assert builder.config.flag == flag and builder.config.size == facts.sizes[-1]
+
+
+def test_inspection_api_resolves_the_umbrella():
+    names = datasets.get_dataset_config_names("medmnist_plus")
+    assert names == load_catalog().config_names()
+    assert datasets.get_dataset_split_names("medmnist_plus", "breastmnist-28") == list(SPLITS)
+    infos = datasets.get_dataset_infos("medmnist_plus")
+    assert sorted(infos) == sorted(names)
+    assert infos["organmnist3d-64"].splits["train"].num_examples == 971
+    assert "volume" in infos["organmnist3d-64"].features
+    builder = datasets.load_dataset_builder("medmnist_plus", "pathmnist-224")
+    assert isinstance(builder, MedMNISTPlus) and builder.config.size == 224
+
+
+def test_unregister_restores_datasets_inspect_too():
+    from datasets import inspect as hf_inspect
+    from datasets import load
+
+    assert hf_inspect.dataset_module_factory is load.dataset_module_factory
+    registry.unregister()
+    try:
+        assert hf_inspect.dataset_module_factory is load.dataset_module_factory
+        assert getattr(hf_inspect.dataset_module_factory, "_medmnist_plus_original", None) is None
+    finally:
+        registry.register()
+    assert getattr(hf_inspect.dataset_module_factory, "_medmnist_plus_original", None) is not None
