@@ -1,16 +1,19 @@
-"""The ``medmnist-plus`` command: list, info, build, demo."""
+"""The ``medmnist-plus`` command: the MedMNIST+ collection as Hugging Face datasets (commands below)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from typing import List, Optional
 
+from . import __version__
 from .catalog import SPLITS, load_catalog
 from .errors import MedMNISTPlusError
+from .evaluate import add_evaluate_parser
 
 
 def _split_counts(counts) -> str:
@@ -32,7 +35,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_info(args) -> int:
-    facts = load_catalog()[args.flag.lower()]
+    catalog, name = load_catalog(), args.flag.lower()
+    chosen = None
+    if name in {facts.flag for facts in catalog}:
+        facts = catalog[name]
+    elif "-" in name:  # a config name, "<flag>-<size>": that dataset, its config marked
+        facts, chosen = catalog.parse_config_name(name)
+    else:
+        facts = catalog[name]  # unknown: the closest suggestions
     print(f"{facts.title} ({facts.flag}): {facts.task}, {facts.dims}D, {facts.channels} channel(s), {facts.license}")
     print(f"splits (train / validation / test): {_split_counts(facts.split_counts)}")
     print("labels:")
@@ -43,7 +53,10 @@ def cmd_info(args) -> int:
     print("official release files (Zenodo record 10519652):")
     for size in facts.sizes:
         release = facts.files[size]
-        print(f"  {facts.config_name(size):22s} {release.file:28s} md5 {release.md5}")
+        mark = "*" if size == chosen else " "
+        print(f"{mark} {facts.config_name(size):22s} {release.file:28s} md5 {release.md5}")
+    if chosen is not None:
+        print(f"* {facts.config_name(chosen)}: {'x'.join(map(str, facts.image_shape(chosen)))} uint8 per example")
     print(f"\n{facts.description}")
     return 0
 
@@ -59,12 +72,17 @@ def cmd_build(args) -> int:
     kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url,
               "image_storage": args.image_storage}
     instance = builder_for(args.config, **{k: v for k, v in kwargs.items() if v is not None})
+    # datasets reuses a finished cache folder (it writes dataset_info.json last) unless asked to rebuild
+    cached = not args.force and os.path.isfile(os.path.join(instance.cache_dir, "dataset_info.json"))
     instance.download_and_prepare(
         num_proc=args.num_proc,
         verification_mode=_verification_mode(args.no_checks),
         download_mode="force_redownload" if args.force else None,
     )
-    print(f"Built {args.config} in {instance.cache_dir}")
+    if cached:
+        print(f"Already built: {args.config} in {instance.cache_dir} (nothing rebuilt; --force rebuilds it)")
+    else:
+        print(f"Built {args.config} in {instance.cache_dir}")
     for split, info in instance.info.splits.items():
         print(f"  {split:10s} {info.num_examples:>9,} examples  {info.num_bytes / 2**20:9.1f} MiB")
     return 0
@@ -103,27 +121,48 @@ DEMO_CONFIGS = ("bloodmnist-64", "organmnist3d-28")
 
 
 def cmd_demo(args) -> int:
-    """Build and load back a small synthetic release of two configs, fully offline."""
+    """Build and load back a small synthetic release of two configs, fully offline (a temp folder, then removed)."""
+    # The sample is not the official file, so it is built with verification_mode="no_checks"; the MD5 and
+    # row-count warnings that mode prints are expected here and silenced (for the demo only).
+    quiet = [logging.getLogger(f"{__package__}.{name}") for name in ("download", "release")]
+    levels = [logger.level for logger in quiet]
+    workdir = args.workdir or tempfile.mkdtemp(prefix="medmnist-plus-demo-")
+    try:
+        for logger in quiet:
+            logger.setLevel(logging.ERROR)
+        return _demo(workdir, keep=bool(args.workdir))
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+DEMO_COUNTS = {"train": 24, "validation": 8, "test": 8}
+
+
+def _demo(workdir: str, keep: bool) -> int:
+    import datasets
     import numpy as np
 
     from . import builder_for
     from .release import member_name
     from .synthetic import read_synthetic_arrays, write_synthetic_release
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="medmnist-plus-demo-")
     print("SYNTHETIC DATA: this demo writes made-up images in the official MedMNIST+ file format")
-    print(f"(not real medical images) to {workdir} and builds them with the real builders, offline.\n")
-    # The sample is not the official file, so it is built with verification_mode="no_checks"; the MD5 and
-    # row-count warnings that mode prints are expected here and silenced.
-    for name in ("medmnist_plus_common.download", "medmnist_plus_common.release"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    where = workdir if keep else f"{workdir} (a temporary folder, removed at the end; --workdir DIR keeps one)"
+    print(f"(not real medical images) to {where} and builds them with the real builders, offline.\n")
     data_dir = os.path.join(workdir, "release")
     os.makedirs(data_dir, exist_ok=True)
     for config in DEMO_CONFIGS:
         facts, size = load_catalog().parse_config_name(config)
         path = write_synthetic_release(os.path.join(data_dir, facts.files[size].file), facts, size,
-                                       counts={"train": 24, "validation": 8, "test": 8}, seed=1)
+                                       counts=DEMO_COUNTS, seed=1)
         instance = builder_for(config, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
+        # the sample's own split sizes, not the official ones: the progress bars then end at 100 %
+        instance.info.splits = datasets.SplitDict.from_split_dict(
+            [datasets.SplitInfo(name=split, num_examples=count) for split, count in DEMO_COUNTS.items()],
+            dataset_name=instance.dataset_name)
         instance.download_and_prepare(verification_mode="no_checks")
         built = instance.as_dataset()
         streamed = instance.as_streaming_dataset(split="test")
@@ -145,7 +184,8 @@ def cmd_demo(args) -> int:
         if not exact or streamed_indices != list(range(built["test"].num_rows)):
             print("DEMO FAILED: built data differs from the release file.", file=sys.stderr)
             return 1
-    print("Demo done. Real data: `medmnist-plus build <config>` downloads the official file (MD5-checked).")
+    print("Demo done" + ("." if keep else f"; {workdir} is removed.")
+          + " Real data: `medmnist-plus build <config>` downloads the official file (MD5-checked).")
     return 0
 
 
@@ -160,7 +200,9 @@ def _describe(value) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medmnist-plus", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (downloads, retries)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what happens (downloads, retries); on errors, also show the traceback")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every config with its sizes and split counts").set_defaults(run=cmd_list)
     info = commands.add_parser("info", help="facts about one dataset")
@@ -205,12 +247,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="build a small synthetic sample offline and load it back")
     demo.add_argument("--workdir", help="where to write the sample and its cache (default: a new temp folder)")
     demo.set_defaults(run=cmd_demo)
+    add_evaluate_parser(commands)
     return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (main() may run more than once in a process)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Our loggers print ``LEVEL message`` to stderr. Only ours: datasets and huggingface_hub print their own
+    messages through their own handlers, so a root handler (logging.basicConfig) would print each of those twice."""
+    logger = logging.getLogger(__package__)
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.NOTSET)  # NOTSET: the root's level (WARNING by default)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    _configure_logging(args.verbose)
     try:
         return args.run(args)
     except MedMNISTPlusError as err:

@@ -31,6 +31,10 @@ BACKOFF_SECONDS = 1.0  # doubled after each failed attempt, at most MAX_WAIT_SEC
 MAX_WAIT_SECONDS = 60.0
 TIMEOUT_SECONDS = 60.0
 BLOCK_BYTES = 2**20
+# Why a local file's MD5 / row count mismatch is only a warning: builds with verification_mode="no_checks", and
+# streaming (it has no verification_mode and writes no cache). Said so, since a streaming user set nothing.
+NOT_STRICT = ("a build with verification_mode='no_checks', or streaming, which warns instead of failing; "
+              "downloads are always MD5-checked")
 
 
 def md5sum(path: str) -> str:
@@ -108,7 +112,7 @@ def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool) -> str:
                 "If it is a subset or benchmark file on purpose, build with verification_mode='no_checks' "
                 "(CLI: --no-checks)."
             )
-        logger.warning(message + " Using it anyway (verification_mode='no_checks').")
+        logger.warning(message + f" Using it anyway ({NOT_STRICT}).")
     return path
 
 

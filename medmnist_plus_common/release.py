@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 
 from .catalog import RELEASE_SPLIT_PREFIX, SPLITS, DatasetFacts
+from .download import NOT_STRICT
 from .errors import ReleaseFileError
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def check_release(path: str, facts: DatasetFacts, size: int, strict: bool = True
                         message + " If this is a subset or benchmark file on purpose, build it with "
                         "verification_mode='no_checks' (CLI: --no-checks); otherwise use the official file."
                     )
-                logger.warning(message + " Building it anyway (verification_mode='no_checks').")
+                logger.warning(message + f" Building it anyway ({NOT_STRICT}).")
             _check_label_values(path, archive.read_array(member_name(split, "labels")), labels.member, facts)
             counts[split] = images.rows
     return counts
@@ -216,6 +217,12 @@ def _check_images(path: str, header: ArrayHeader, facts: DatasetFacts, size: int
     hint = ""
     if facts.dims == 2 and facts.channels == 3 and header.shape[1:] == (3, size, size):
         hint = " The array is channels-first; the release stores channels last."
+    elif facts.dims == 2 and len(header.shape) == 4 and header.shape[1] == header.shape[2] == header.shape[3]:
+        hint = (f" It holds {header.shape[1]}x{header.shape[2]}x{header.shape[3]} volumes: a 3D dataset's file, "
+                f"but {facts.title} is 2D. Use the file of this config (`medmnist-plus info {facts.flag}`).")
+    elif facts.dims == 3 and len(header.shape) in (3, 4) and header.shape[1:3] == (size, size):
+        hint = (f" It holds {'x'.join(map(str, header.shape[1:]))} images: a 2D dataset's file, but {facts.title} "
+                f"is 3D. Use the file of this config (`medmnist-plus info {facts.flag}`).")
     elif facts.dims == 2 and len(header.shape) == 4 and header.shape[-1] != facts.channels:
         hint = f" It has {header.shape[-1]} channels; {facts.title} has {facts.channels}."
     elif facts.dims == 2 and facts.channels == 3 and len(header.shape) == 3:

@@ -108,6 +108,29 @@ def test_file_of_another_size(tmp_path, cache_dir):
         build("organmnist3d-64", tmp_path, cache_dir, verification_mode="no_checks")
 
 
+def test_a_3d_file_for_a_2d_dataset_and_back(tmp_path, cache_dir):
+    volumes = official_arrays(load_catalog()["organmnist3d"], 28, COUNTS)
+    write_fake_release(tmp_path, "breastmnist", 28, COUNTS, arrays=volumes)  # 28^3 volumes under a 2D name
+    with pytest.raises(ReleaseFileError, match=r"breastmnist\.npz: .*28x28x28 volumes: a 3D dataset's file, but "
+                                              r"BreastMNIST is 2D") as error:
+        build("breastmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+    assert "channels" not in str(error.value)
+    images = official_arrays(load_catalog()["breastmnist"], 28, COUNTS)
+    write_fake_release(tmp_path, "organmnist3d", 28, COUNTS, arrays=images)
+    with pytest.raises(ReleaseFileError, match=r"28x28 images: a 2D dataset's file, but OrganMNIST3D is 3D"):
+        build("organmnist3d-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_streaming_a_non_official_file_warns_without_blaming_an_unset_option(tmp_path, caplog):
+    fake(tmp_path)
+    stream = MedMNISTPlus(config_name="bloodmnist-28", data_dir=str(tmp_path)).as_streaming_dataset(split="test")
+    with caplog.at_level(logging.WARNING):
+        assert [row["index"] for row in stream] == [0, 1, 2]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("MD5" in w for w in warnings) and any("rows, but the official" in w for w in warnings)
+    assert all("or streaming, which warns instead of failing" in w for w in warnings), warnings
+
+
 def test_non_official_local_file_is_rejected_by_default(tmp_path, cache_dir):
     fake(tmp_path)
     with pytest.raises(ChecksumError):  # default checks: the local file's MD5 fails first

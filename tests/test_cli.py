@@ -1,9 +1,13 @@
+import argparse
+import importlib.metadata
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from medmnist_plus_common.cli import main
+from medmnist_plus_common.cli import build_parser, main
 from medmnist_plus_common.catalog import load_catalog
 
 from .conftest import write_fake_release
@@ -40,20 +44,81 @@ def test_build_errors_are_one_clear_line(tmp_path, capsys):
     assert "retinamnist_64.npz: not found" in capsys.readouterr().err
 
 
-def test_demo_runs_offline_and_says_it_is_synthetic(tmp_path):
+def _env_with_progress_bars(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_says_it_is_synthetic_and_cleans_up(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "medmnist_plus_common.cli", "demo", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "medmnist_plus_common.cli", "demo"],
+        capture_output=True, text=True, timeout=300, env=_env_with_progress_bars(TMPDIR=str(tmp_path)),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("SYNTHETIC DATA")
     assert result.stdout.count("every pixel equals the release arrays: True") == 2
     assert "[SYNTHETIC] bloodmnist-64" in result.stdout and "[SYNTHETIC] organmnist3d-28" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+    # progress bars end at the sample's own row counts (24 / 8 / 8), not at 0-2 % of the official totals
+    bars = re.findall(r"Generating (\w+) split: +(\d+)%\|[^|]*\| (\d+)/(\d+)", result.stderr)
+    finals = {(split, done, total) for split, percent, done, total in bars if done == total}
+    assert finals == {("train", "24", "24"), ("validation", "8", "8"), ("test", "8", "8")}, result.stderr
+    assert not [bar for bar in bars if bar[3] not in ("24", "8")], result.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["build", "--help"]])
-def test_help(argv, capsys):
+def test_demo_with_a_workdir_keeps_it(tmp_path, capsys):
+    assert main(["demo", "--workdir", str(tmp_path)]) == 0
+    assert (tmp_path / "release" / "bloodmnist_64.npz").is_file() and (tmp_path / "cache").is_dir()
+    assert "is removed" not in capsys.readouterr().out
+
+
+def test_help_lists_every_command_and_version_matches_the_package(capsys):
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
+        main(["--help"])
     assert exit_info.value.code == 0
-    assert "medmnist-plus" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for name, command in commands.items():
+        assert re.search(rf"^    {re.escape(name)}\s", out, re.M), name  # each command with its help line
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"medmnist-plus {importlib.metadata.version('medmnist-plus')}"
+
+
+def test_info_accepts_a_config_name(capsys):
+    assert main(["info", "breastmnist-28"]) == 0
+    out = capsys.readouterr().out
+    assert "BreastMNIST (breastmnist)" in out and "* breastmnist-28 " in out and "  breastmnist-64 " in out
+    assert "* breastmnist-28: 28x28 uint8 per example" in out
+    assert main(["info", "breastmnist-29"]) == 2
+    assert "Did you mean 'breastmnist-28'" in capsys.readouterr().err
+
+
+def test_a_cached_build_says_so(tmp_path, capsys):
+    write_fake_release(tmp_path / "release", "retinamnist", 28, {"train": 4, "validation": 2, "test": 3})
+    argv = ["build", "retinamnist-28", "--data-dir", str(tmp_path / "release"), "--cache-dir", str(tmp_path / "c"),
+            "--no-checks"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("Built retinamnist-28 in ")
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("Already built: retinamnist-28 in ")
+    assert main(argv + ["--force"]) == 0
+    assert capsys.readouterr().out.startswith("Built retinamnist-28 in ")
+
+
+@pytest.mark.slow
+def test_num_proc_warnings_are_printed_once(tmp_path):
+    write_fake_release(tmp_path / "release", "retinamnist", 28, {"train": 4, "validation": 2, "test": 3})
+    result = subprocess.run(
+        [sys.executable, "-m", "medmnist_plus_common.cli", "build", "retinamnist-28", "--data-dir",
+         str(tmp_path / "release"), "--cache-dir", str(tmp_path / "c"), "--no-checks", "--num-proc", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for split in ("train", "validation", "test"):
+        assert result.stderr.count(f"back to 1 for the {split} split") == 1, result.stderr
+        assert result.stderr.count(f"the {split} split has") == 1, result.stderr  # ours, once each
