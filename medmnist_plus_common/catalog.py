@@ -19,6 +19,7 @@ SPLITS = ("train", "validation", "test")
 # The release names its validation split "val"; the datasets convention is "validation".
 RELEASE_SPLIT_PREFIX = {"train": "train", "validation": "val", "test": "test"}
 UMBRELLA_NAME = "medmnist_plus"
+ANY_SIZE_RANGE = (8, 1024)  # sizes a raw source can be regenerated at (the official ones are in the table)
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,17 @@ class Catalog:
     def config_names(self) -> List[str]:
         return [facts.config_name(size) for facts in self for size in facts.sizes]
 
-    def parse_config_name(self, name: str) -> Tuple[DatasetFacts, int]:
-        """``"organmnist3d-64"`` -> (facts of organmnist3d, 64); unknown names get the closest suggestions."""
-        flag, _, size = name.rpartition("-")
+    def parse_config_name(self, name: str, any_size: bool = False) -> Tuple[DatasetFacts, int]:
+        """``"organmnist3d-64"`` -> (facts of organmnist3d, 64); unknown names get the closest suggestions.
+
+        With ``any_size``, every size from 8 to 1024 is accepted (sizes that raw sources can be regenerated at).
+        """
+        flag, _, size = str(name).rpartition("-")
         facts = self.datasets.get(flag)
-        if facts is None or not size.isdigit() or int(size) not in facts.files:
-            raise UnknownConfigError(_unknown_message("config", name, self.config_names()))
-        return facts, int(size)
+        if facts is not None and size.isdigit() and (
+                int(size) in facts.files or (any_size and ANY_SIZE_RANGE[0] <= int(size) <= ANY_SIZE_RANGE[1])):
+            return facts, int(size)
+        raise UnknownConfigError(_unknown_message("config", name, self.config_names()))
 
 
 def _unknown_message(kind: str, name: str, known: List[str], owner: str = "MedMNIST+") -> str:

@@ -23,3 +23,14 @@ class DownloadError(MedMNISTPlusError, ConnectionError):
 
 class RegistryIncompatibleError(MedMNISTPlusError, RuntimeError):
     """The installed ``datasets`` no longer has the private hook ``load_dataset("medmnist_plus", ...)`` uses."""
+
+
+class RawSourceError(MedMNISTPlusError, ValueError):
+    """A raw source collection or manifest that cannot be used: wrong folder, bad manifest, split sizes."""
+
+
+class RawRecordError(RawSourceError):
+    """One record of a raw collection that cannot be made: unreadable, truncated or wrongly sized file.
+
+    Builds stop on the first one unless asked to skip bad records (``skip_bad=True``, CLI ``--skip-bad``).
+    """
