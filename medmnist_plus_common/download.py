@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.client import HTTPException
 from typing import Optional
@@ -156,17 +158,43 @@ def _fetch_with_retries(url: str, partial: str) -> None:
             failure = f"HTTP {err.code}"
             retry_after = _retry_after_seconds(err.headers.get("Retry-After"))
         except (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError) as err:
+            permanent = _permanent_failure(url, err)
+            if permanent is not None:
+                raise DownloadError(permanent + " " + _what_was_kept(partial)) from err
             failure, retry_after = f"{type(err).__name__}: {err}", None
         if attempt > RETRIES:
             raise DownloadError(
-                f"Downloading {url} failed {attempt} times (last: {failure}). The partial file {partial} is kept "
-                "and the next attempt resumes from it. Check your connection and try again later, or download "
-                "the file by hand and pass data_dir=<its folder>."
+                f"Downloading {url} failed {attempt} times (last: {failure}). {_what_was_kept(partial)} Check your "
+                "connection and try again later, or download the file by hand and pass data_dir=<its folder>."
             )
         delay = min(MAX_WAIT_SECONDS, retry_after if retry_after is not None else wait)
         logger.warning("Download of %s failed (%s); retry %d/%d in %.0fs", url, failure, attempt, RETRIES, delay)
         time.sleep(delay)
         wait = min(MAX_WAIT_SECONDS, wait * 2)
+
+
+def _permanent_failure(url: str, err: BaseException) -> Optional[str]:
+    """What is wrong, for failures that waiting cannot fix (no retries); None for those worth retrying."""
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    host = urllib.parse.urlsplit(url).netloc
+    if isinstance(reason, socket.gaierror):
+        return (f"Downloading {url} failed: the host name {host.rsplit(':', 1)[0]!r} cannot be resolved ({reason}). "
+                "You are offline, or the name (a --base-url / MEDMNIST_PLUS_BASE_URL mirror?) is wrong. "
+                "Connect to the network and try again, or pass data_dir=<folder with the file>.")
+    if isinstance(reason, ConnectionRefusedError):
+        return (f"Downloading {url} failed: {host} refused the connection (no server listens there). Check the "
+                "address (a --base-url / MEDMNIST_PLUS_BASE_URL mirror?), or pass data_dir=<folder with the file>.")
+    return None
+
+
+def _what_was_kept(partial: str) -> str:
+    """The truth about the partial file: kept for resuming, or nothing at all."""
+    if os.path.isfile(partial) and os.path.getsize(partial) > 0:
+        return (f"The partial file {partial} ({os.path.getsize(partial):,} bytes) is kept and the next attempt "
+                "resumes from it.")
+    if os.path.isfile(partial):
+        os.remove(partial)
+    return "Nothing was downloaded or cached."
 
 
 def _retry_after_seconds(value: Optional[str]) -> Optional[float]:

@@ -102,9 +102,58 @@ def test_persistent_errors_give_up_and_keep_nothing_complete(served_release, fil
     monkeypatch.setattr(download, "RETRIES", 2)
     file_server.plan[path.name] = [503] * 5
     target = tmp_path / "dl" / path.name
-    with pytest.raises(DownloadError, match=r"failed 3 times \(last: HTTP 503\)"):
+    with pytest.raises(DownloadError, match=r"failed 3 times \(last: HTTP 503\)") as error:
         download.download(f"{file_server.base_url}/{path.name}", str(target), md5=md5sum(str(path)))
     assert not target.exists()
+    assert "Nothing was downloaded or cached" in str(error.value) and "partial" not in str(error.value)
+    assert not os.path.exists(str(target) + ".incomplete")
+
+
+def test_a_partial_file_said_to_be_kept_is_kept(served_release, file_server, tmp_path, monkeypatch):
+    path, _ = served_release
+    monkeypatch.setattr(download, "RETRIES", 1)
+    file_server.plan[path.name] = ["drop", 503, 503]
+    target = tmp_path / "dl" / path.name
+    with pytest.raises(DownloadError, match=r"failed 2 times.*The partial file .*\.incomplete \([\d,]+ bytes\) is "
+                                            r"kept") as error:
+        download.download(f"{file_server.base_url}/{path.name}", str(target), md5=md5sum(str(path)))
+    kept = int(str(error.value).split(".incomplete (")[1].split(" bytes")[0].replace(",", ""))
+    assert os.path.getsize(str(target) + ".incomplete") == kept > 0
+
+
+@pytest.fixture
+def no_waiting(monkeypatch):
+    """Record the backoff sleeps instead of sleeping."""
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    return sleeps
+
+
+def test_an_unresolvable_host_fails_at_once(tmp_path, monkeypatch, no_waiting):
+    import socket
+
+    real_getaddrinfo = socket.getaddrinfo
+    lookups = []
+
+    def getaddrinfo(host, *args, **kwargs):  # no DNS query leaves the machine: this name never resolves
+        if host == "mirror.medmnist-plus.invalid":
+            lookups.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(DownloadError, match=r"'mirror\.medmnist-plus\.invalid' cannot be resolved.*offline.*data_dir"
+                       ) as error:
+        download.download("http://mirror.medmnist-plus.invalid/x/bloodmnist.npz", str(tmp_path / "bloodmnist.npz"))
+    assert lookups == ["mirror.medmnist-plus.invalid"] and no_waiting == []  # one attempt, no backoff
+    assert "Nothing was downloaded or cached" in str(error.value) and "partial" not in str(error.value)
+    assert os.listdir(tmp_path) == ["bloodmnist.npz.lock"]
+
+
+def test_a_refused_connection_fails_at_once(tmp_path, no_waiting):
+    with pytest.raises(DownloadError, match=r"127\.0\.0\.1:9 refused the connection.*data_dir"):
+        download.download("http://127.0.0.1:9/closed/bloodmnist.npz", str(tmp_path / "bloodmnist.npz"))
+    assert no_waiting == []
 
 
 def test_offline_mode_refuses_to_download(served_release, file_server, cache_dir, monkeypatch):
