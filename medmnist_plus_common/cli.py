@@ -14,6 +14,7 @@ from . import __version__
 from .catalog import SPLITS, load_catalog
 from .errors import MedMNISTPlusError
 from .evaluate import add_evaluate_parser
+from .verify import add_verify_parser
 
 
 def _split_counts(counts) -> str:
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", help="where to write the sample and its cache (default: a new temp folder)")
     demo.set_defaults(run=cmd_demo)
     add_evaluate_parser(commands)
+    add_verify_parser(commands)
     return parser
 
 
