@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from typing import List, Optional
 
 from . import __version__
@@ -15,6 +16,7 @@ from .catalog import SPLITS, load_catalog
 from .errors import MedMNISTPlusError
 from .evaluate import add_evaluate_parser
 from .verify import add_verify_parser
+from .montage import add_montage_parser
 
 
 def _split_counts(counts) -> str:
@@ -250,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     add_evaluate_parser(commands)
     add_verify_parser(commands)
+    add_montage_parser(commands)
     return parser
 
 
@@ -284,8 +287,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     _configure_logging(args.verbose)
     try:
         return args.run(args)
-    except MedMNISTPlusError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:  # known errors: one paragraph (the traceback only with --verbose); bugs: the traceback
+        if isinstance(err, MedMNISTPlusError):
+            message = str(err)
+        else:
+            from .hub_errors import explain
+
+            message = explain(err, getattr(args, "endpoint", None))
+            if message is None:
+                raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
