@@ -188,28 +188,36 @@ class CommandError(MedMNISTPlusError, RuntimeError):
 
 
 def friendly_errors(run):
-    """Wrap a ``cmd_*``: any failure becomes one clear paragraph; ``--verbose`` also prints the traceback."""
+    """Wrap a ``cmd_*`` so that an unexpected failure (a file that cannot be written, a broken Parquet file) is
+    reported by ``main`` as one clear paragraph too; ``--verbose`` adds the traceback (``main`` prints it)."""
     import functools
-    import traceback
 
     @functools.wraps(run)
     def wrapper(args):
-        verbose = getattr(args, "verbose", False)
         try:
             return run(args)
         except MedMNISTPlusError:
-            if verbose:
-                traceback.print_exc()
             raise
         except Exception as err:  # noqa: BLE001 (reported, not swallowed: exit status 2)
-            if verbose:
-                traceback.print_exc()
+            if _hub_explains(err):
+                raise  # main() says what to do about Hub failures
             raise CommandError(
                 f"`{getattr(args, 'command', 'medmnist-plus')}` failed: {type(err).__name__}: {err}. "
                 "Check the paths and names given; run with --verbose for the traceback."
             ) from err
 
     return wrapper
+
+
+def _hub_explains(err: Exception) -> bool:
+    try:
+        from .hub_errors import explain
+    except ImportError:
+        return False
+    try:
+        return explain(err, None) is not None
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def add_verbose_flag(command) -> None:
