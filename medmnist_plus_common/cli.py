@@ -17,7 +17,6 @@ from .errors import MedMNISTPlusError
 from .evaluate import add_evaluate_parser
 from .verify import add_verify_parser
 from .montage import add_montage_parser
-from .montage import add_montage_parser
 
 
 def _split_counts(counts) -> str:
@@ -253,7 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     add_evaluate_parser(commands)
     add_verify_parser(commands)
-    add_montage_parser(commands)
     add_montage_parser(commands)
     return parser
 
