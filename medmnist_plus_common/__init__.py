@@ -1,12 +1,12 @@
 """medmnist-plus: the MedMNIST+ collection as Hugging Face datasets.
 
 Importing this package makes ``datasets.load_dataset("medmnist_plus", "<flag>-<size>")`` work (see
-:mod:`.registry`); :func:`load` does the same through the builders directly.
+:mod:`.registry`; the hook is installed once ``datasets`` is imported, before or after this package);
+:func:`load` does the same through the builders directly.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 from .catalog import Catalog, DatasetFacts, ReleaseFile, dataset, load_catalog
@@ -18,7 +18,7 @@ from .errors import (
     ReleaseFileError,
     UnknownConfigError,
 )
-from .registry import register
+from .registry import register, register_when_datasets_is_imported
 
 __version__ = "0.1.0"
 
@@ -41,10 +41,9 @@ def load(config_name: str, split: Optional[str] = None, streaming: bool = False,
     return instance.as_dataset(split=split)
 
 
-try:
-    register()
-except RegistryIncompatibleError as _err:  # the builders and load() still work
-    warnings.warn(str(_err), stacklevel=2)
+# The hook is installed when datasets is imported (now, if it already is): the catalog-only commands
+# (medmnist-plus --help, list, info) never import datasets.
+register_when_datasets_is_imported()
 
 __all__ = [
     "Catalog", "DatasetFacts", "ReleaseFile", "dataset", "load_catalog", "builder_for", "load", "register",

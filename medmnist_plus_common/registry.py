@@ -10,8 +10,11 @@ message when they do not; the builders themselves never depend on this hook.
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import inspect
 import os
+import sys
+import warnings
 from typing import Dict
 
 from .errors import RegistryIncompatibleError
@@ -88,6 +91,61 @@ def register() -> None:
     load.dataset_module_factory = dataset_module_factory
     if inspect_factory is not None:
         hf_inspect.dataset_module_factory = dataset_module_factory
+
+
+class _RegisterOnDatasetsImport(importlib.abc.MetaPathFinder):
+    """Installs the hook right after ``datasets`` is imported, so that importing this package does not import
+    ``datasets`` (0.5 s) for the commands that need only the catalog. Finds nothing itself: it asks the other
+    finders for ``datasets``' spec and wraps that spec's loader (the loader object is not replaced)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "datasets":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _remove_import_hook()
+            register_or_warn()
+
+        loader.exec_module = exec_then_register  # this spec's own loader instance only
+        return spec
+
+
+_IMPORT_HOOK = _RegisterOnDatasetsImport()
+
+
+def _remove_import_hook() -> None:
+    while _IMPORT_HOOK in sys.meta_path:
+        sys.meta_path.remove(_IMPORT_HOOK)
+
+
+def register_or_warn() -> None:
+    """:func:`register`, turning a changed ``datasets`` into a warning (the builders and load() still work)."""
+    try:
+        register()
+    except RegistryIncompatibleError as err:
+        warnings.warn(str(err), stacklevel=2)
+
+
+def register_when_datasets_is_imported() -> None:
+    """Install the hook now if ``datasets`` is imported, else as soon as it is (what ``import medmnist_plus_common``
+    does)."""
+    if "datasets" in sys.modules:
+        register_or_warn()
+    elif _IMPORT_HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _IMPORT_HOOK)
 
 
 def unregister() -> None:

@@ -122,3 +122,31 @@ def test_num_proc_warnings_are_printed_once(tmp_path):
     for split in ("train", "validation", "test"):
         assert result.stderr.count(f"back to 1 for the {split} split") == 1, result.stderr
         assert result.stderr.count(f"the {split} split has") == 1, result.stderr  # ours, once each
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "breastmnist-28"]])
+def test_catalog_commands_do_not_import_datasets(argv):
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "medmnist_plus_common.cli", *argv],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "medmnist_plus_common.catalog" in imported  # the listing is real
+    assert not {name for name in imported if name.split(".")[0] in ("datasets", "huggingface_hub", "pyarrow")}
+
+
+@pytest.mark.slow
+def test_load_dataset_works_when_the_package_is_imported_before_datasets(tmp_path):
+    write_fake_release(tmp_path / "release", "breastmnist", 28, {"train": 4, "validation": 2, "test": 3})
+    script = f"""
+import sys
+import medmnist_plus_common
+assert "datasets" not in sys.modules
+import datasets
+test = datasets.load_dataset("medmnist_plus", "breastmnist-28", data_dir={str(tmp_path / "release")!r},
+                             cache_dir={str(tmp_path / "cache")!r}, verification_mode="no_checks", split="test")
+print(test.num_rows, datasets.get_dataset_config_names("breastmnist"))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "3 ['28', '64', '128', '224']"
