@@ -103,6 +103,11 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         if not p.get("verified", True):
             origin += " — built from a local file NOT verified as the official release"
         lines.append(f"| `{name}` | {facts.title} | {kind} | {facts.task} | {counts} | {facts.license} | {origin} |")
+    previews = [name for name in configs if provenance[name].get("preview")]
+    if previews:  # montages written by push/export: the first training samples, captioned "label #index"
+        lines += ["", "## Previews", "", "The first training samples of each config, captioned with label and `index`"
+                  " (3D: the axial, coronal and sagittal middle slices).", ""]
+        lines += [f"**`{name}`**\n\n![{name} preview]({provenance[name]['preview']})\n" for name in previews]
     lines += [
         "",
         "## Columns",

@@ -217,3 +217,29 @@ def add_montage_parser(commands) -> None:
     command.add_argument("--columns", type=int, help="tiles per row (default: a square grid)")
     add_verbose_flag(command)
     command.set_defaults(run=friendly_errors(cmd_montage))
+
+
+PREVIEW_SAMPLES = 16
+PREVIEW_DIR = "previews"
+
+
+def preview_path(config: str) -> str:
+    """Where ``push`` and ``export`` put a config's preview, relative to the repo or folder root."""
+    return f"{PREVIEW_DIR}/{config}.png"
+
+
+def preview_png(config: str, dataset, n: int = PREVIEW_SAMPLES) -> bytes:
+    """PNG bytes of a montage of the first ``n`` rows of ``dataset`` (one split of ``config``, any storage)."""
+    import io
+
+    from .rows import SplitSource
+
+    facts, size = load_catalog().parse_config_name(config)
+    source = SplitSource(config, "train", facts, size, "dataset", "", dataset)
+    samples = [sample for rows in source.batches(batch_size=n, limit=n)
+               for sample in zip(rows.index.tolist(), rows.label, rows.pixels)]
+    if not samples:
+        raise MontageError(f"{config}: the split is empty; there is nothing to show.")
+    buffer = io.BytesIO()
+    render(facts, size, samples, config=config, split="train").image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

@@ -79,6 +79,31 @@ def build_config(config_name: str, *, no_checks: bool = False, num_proc: Optiona
     return instance.as_dataset(), provenance_for(config_name, checked=not no_checks)
 
 
+def _with_preview(origin: dict, name: str, dataset, *, out_dir: Optional[str] = None, api: Optional[HfApi] = None,
+                  repo_id: Optional[str] = None) -> dict:
+    """Write a montage of the config's first training samples (``previews/<config>.png``) beside the shards and
+    note it in the config's provenance, which the card shows. One that cannot be drawn is only a warning."""
+    from .montage import preview_path, preview_png
+
+    origin = {key: value for key, value in origin.items() if key != "preview"}
+    try:
+        png = preview_png(name, dataset["train"])
+    except Exception as err:  # noqa: BLE001 (a missing preview never fails a publication)
+        logger.warning("No preview for %s (%s: %s); the card shows none.", name, type(err).__name__, err)
+        return origin
+    path = preview_path(name)
+    if out_dir is not None:
+        target = os.path.join(out_dir, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target + ".partial", "wb") as f:
+            f.write(png)
+        os.replace(target + ".partial", target)
+    else:
+        api.upload_file(path_or_fileobj=png, path_in_repo=path, repo_id=repo_id, repo_type="dataset",
+                        commit_message=f"Preview of {name} (medmnist-plus)")
+    return {**origin, "preview": path}
+
+
 # ---------------------------------------------------------------------------------------------- export
 
 
@@ -98,6 +123,7 @@ def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_
         provenance.pop(name, None)  # unlisted while its shards are replaced
         _write_local_card(out_dir, metadata, provenance)
         info = _write_parquet_config(out_dir, name, dataset, max_shard_size, num_shards)
+        origin = _with_preview(origin, name, dataset, out_dir=out_dir)
         metadata = _with_config_metadata(metadata, name, info)
         provenance[name] = origin
         _write_local_card(out_dir, metadata, provenance)
@@ -226,6 +252,7 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
             with small_row_groups():
                 dataset.push_to_hub(repo_id, config_name=name, num_shards=shards, token=token, private=private,
                                     commit_message=f"Upload {name} (medmnist-plus)")
+            origin = _with_preview(origin, name, dataset, api=api, repo_id=repo_id)
             _update_hub_card(api, repo_id, add=(name, origin))
             pushed.append(name)
             logger.info("Pushed %s to %s", name, repo_id)
