@@ -22,7 +22,7 @@ from .download import locate_release
 from .errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
 from .recipes import MAX_SIZE, MIN_SIZE
-from .sources import OfficialSource, RawSource, regenerated_provenance
+from .sources import REGENERATED_PROVENANCE, OfficialSource, RawSource, regenerated_provenance
 
 SOURCES = ("official", "raw")
 VERSION = datasets.Version("1.1.0")  # bump when the examples a config yields change (1.1: raw images channels first)
@@ -212,18 +212,25 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         if config.source == "raw":
             return RawSource(facts, config.size, config.data_dir, config.manifest, strict, config.skip_bad,
                              config.recipe_variant, config.split_seed)
-        download_config = dl_manager.download_config if dl_manager is not None else None
         release = facts.files[config.size]
+        regenerated = regenerated_provenance(config.data_dir, release.file)
+        if regenerated is not None:  # made by `regenerate`/`derive`: known not to be the official file (no MD5)
+            path = os.path.join(config.data_dir, release.file)
+            if not os.path.isfile(path):
+                raise RawSourceError(f"{path}: not found, though {REGENERATED_PROVENANCE} beside it lists it. "
+                                     "Regenerate it, or pass the folder holding the file as data_dir.")
+            return OfficialSource(facts, config.size, path, strict, regenerated)
+        download_config = dl_manager.download_config if dl_manager is not None else None
         path = locate_release(
             release,
             cache_dir=str((download_config.cache_dir if download_config else None) or self._cache_downloaded_dir),
             data_dir=config.data_dir,
             base_url=config.base_url,
             force_download=bool(download_config and download_config.force_download),
-            strict=strict and regenerated_provenance(config.data_dir, release.file) is None,
+            strict=strict,
             offline=datasets.config.HF_HUB_OFFLINE,
         )
-        return OfficialSource(facts, config.size, path, strict, regenerated_provenance(config.data_dir, release.file))
+        return OfficialSource(facts, config.size, path, strict)
 
     def provenance(self) -> dict:
         """How this config's rows were produced (after a build): for the card and ``medmnist_plus.json``."""

@@ -61,7 +61,7 @@ class OfficialSource:
         return self.regenerated["source"] if self.regenerated else "official"
 
     def plan(self) -> Dict[str, List[Tuple[int, int]]]:
-        self._rows = check_release(self.path, self.facts, self.size, strict=self.strict and not self.regenerated)
+        self._rows = check_release(self.path, self.facts, self.size, strict=self.strict)
         return {split: shard_ranges(rows, max(1, min(SHARDS_PER_SPLIT, rows // MIN_ROWS_PER_SHARD)))
                 for split, rows in self._rows.items()}
 
