@@ -27,7 +27,8 @@ def builder_for(config_name: str, **kwargs):
     """The umbrella builder for ``"<flag>-<size>"``; ``kwargs`` go to the builder (``data_dir``, ``cache_dir``...)."""
     from builders import MedMNISTPlus
 
-    load_catalog().parse_config_name(config_name)  # unknown names: closest suggestions
+    # unknown names: closest suggestions; non-official sizes only for raw sources (the builder says so)
+    load_catalog().parse_config_name(config_name, any_size=True)
     return MedMNISTPlus(config_name=config_name, **kwargs)
 
 

@@ -12,11 +12,12 @@ import traceback
 from typing import List, Optional
 
 from . import __version__
-from .catalog import SPLITS, load_catalog
+from .catalog import ANY_SIZE_RANGE, SPLITS, load_catalog
 from .errors import MedMNISTPlusError
 from .evaluate import add_evaluate_parser
 from .verify import add_verify_parser
 from .montage import add_montage_parser
+from .raw_cli import add_raw_parsers, add_raw_source_arguments
 
 
 def _split_counts(counts) -> str:
@@ -33,7 +34,9 @@ def cmd_list(args) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print(f"\n{len(rows) - 1} configs in {len(catalog)} datasets.")
+    print(f"\n{len(rows) - 1} configs in {len(catalog)} datasets: the official sizes, each with its release file. "
+          f"From a raw source collection (build --source raw, regenerate) any size from {ANY_SIZE_RANGE[0]} to "
+          f"{ANY_SIZE_RANGE[1]} can be made, e.g. pathmnist-96; those are not official.")
     return 0
 
 
@@ -71,9 +74,10 @@ def _verification_mode(no_checks: bool) -> Optional[str]:
 def cmd_build(args) -> int:
     from . import builder_for
 
-    load_catalog().parse_config_name(args.config)
+    load_catalog().parse_config_name(args.config, any_size=True)  # the builder explains non-official sizes
     kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url,
-              "image_storage": args.image_storage}
+              "image_storage": args.image_storage, "source": args.source, "manifest": args.manifest,
+              "recipe_variant": args.variant, "skip_bad": args.skip_bad or None}
     instance = builder_for(args.config, **{k: v for k, v in kwargs.items() if v is not None})
     # datasets reuses a finished cache folder (it writes dataset_info.json last) unless asked to rebuild
     cached = not args.force and os.path.isfile(os.path.join(instance.cache_dir, "dataset_info.json"))
@@ -88,6 +92,9 @@ def cmd_build(args) -> int:
         print(f"Built {args.config} in {instance.cache_dir}")
     for split, info in instance.info.splits.items():
         print(f"  {split:10s} {info.num_examples:>9,} examples  {info.num_bytes / 2**20:9.1f} MiB")
+    if args.source == "raw":
+        print(f"  source: regenerated from the raw collection in {args.data_dir} (not the official release); "
+              f"indices: {instance.provenance()['indices']}")
     return 0
 
 
@@ -211,9 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="facts about one dataset")
     info.add_argument("flag", help="dataset flag, e.g. pathmnist")
     info.set_defaults(run=cmd_info)
-    build = commands.add_parser("build", help="download (or read) the official file and build the Arrow cache")
-    build.add_argument("config", help='"<flag>-<size>", e.g. organmnist3d-64')
-    build.add_argument("--data-dir", help="folder holding the official .npz (no download)")
+    build = commands.add_parser("build", help="build the Arrow cache from the official file (downloaded or local) "
+                                              "or, with --source raw, from the raw source collection")
+    build.add_argument("config", help='"<flag>-<size>", e.g. organmnist3d-64 (raw sources: any size 8-1024)')
+    build.add_argument("--data-dir", help="folder holding the official .npz (no download), or the raw collection")
     build.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
     build.add_argument("--base-url", help="mirror URL serving the release files by name")
     build.add_argument("--num-proc", type=int, default=None, help="processes for the build")
@@ -222,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="download again and rebuild")
     build.add_argument("--image-storage", choices=("png", "raw"), default=None,
                        help="2D images as PNG (default, smallest) or raw uint8 arrays (fastest to train from)")
+    add_raw_source_arguments(build)
     build.set_defaults(run=cmd_build)
     for name, run, text in (("export", cmd_export, "write Parquet shards + dataset card to a local folder"),
                             ("push", cmd_push, "publish Parquet shards + dataset card to a Hugging Face Hub repo")):
@@ -250,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="build a small synthetic sample offline and load it back")
     demo.add_argument("--workdir", help="where to write the sample and its cache (default: a new temp folder)")
     demo.set_defaults(run=cmd_demo)
+    add_raw_parsers(commands)
     add_evaluate_parser(commands)
     add_verify_parser(commands)
     add_montage_parser(commands)

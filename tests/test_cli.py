@@ -16,7 +16,7 @@ from .conftest import write_fake_release
 def test_list_shows_every_config_with_counts(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "60 configs in 18 datasets." in out
+    assert "60 configs in 18 datasets: the official sizes" in out and "any size from 8 to 1024" in out
     for name in load_catalog().config_names():
         assert f"\n{name} " in out
     assert "89,996 / 10,004 / 7,180" in out and "pathmnist_224.npz" in out
