@@ -70,9 +70,9 @@ class SplitSource:
         columns = ["index", "label"] + ([column] if pixels else [])
         dataset = self.dataset.select_columns(columns).with_format("arrow")
         seen = 0
+        if limit is not None and limit <= 0:
+            return
         for table in dataset.iter(batch_size=batch_size):
-            if limit is not None and seen >= limit:
-                return
             if limit is not None and seen + table.num_rows > limit:
                 table = table.slice(0, limit - seen)
             seen += table.num_rows
@@ -81,6 +81,8 @@ class SplitSource:
                 label=_labels(table.column("label"), self.facts),
                 pixels=_pixels(table.column(column), self.facts, self.size) if pixels else None,
             )
+            if limit is not None and seen >= limit:
+                return  # before the stream reads on (a Hub repo: the next shard)
 
 
 def split_name(split: str) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from .catalog import SPLITS, DatasetFacts, load_catalog
 
 MAX_REPORTED = 10
+READ_BYTES = 2 * 2**20  # the release file is read in pieces of about this size
 
 
 @dataclass
@@ -111,7 +112,9 @@ class _Reference:
             self.shape = header.shape[1:]
             self.digests = np.zeros((header.rows, 16), dtype=np.uint8)
             position = 0
-            for chunk in archive.iter_chunks(self.images_member, [(0, None)]):
+            step = max(1, READ_BYTES // max(header.row_bytes, 1))  # small reads: ranges of about READ_BYTES
+            ranges = [(start, min(start + step, header.rows)) for start in range(0, header.rows, step)] or [(0, 0)]
+            for chunk in archive.iter_chunks(self.images_member, ranges):
                 for row in chunk:
                     self.digests[position] = np.frombuffer(_digest(row), dtype=np.uint8)
                     position += 1

@@ -163,3 +163,19 @@ def test_genuine_files(flag, tmp_path):
     result.save(str(tmp_path / "m.png"))
     assert len(result.tiles) == 16
     assert_tiles_equal_samples(tmp_path / "m.png", result, images, load_catalog()[flag], zoom=2)
+
+
+@pytest.mark.slow
+def test_a_hub_montage_reads_only_the_shards_it_shows(releases, hub_server, hub_repo_id, tmp_path, capsys):
+    root, arrays = releases
+    push(hub_repo_id, ["pneumoniamnist-28"], num_shards=4, data_dir=str(root / "release"),
+         cache_dir=str(root / "cache"), no_checks=True)
+    hub_server.reset_log()
+    out = tmp_path / "two.png"
+    assert main(["montage", "pneumoniamnist-28", "--repo", hub_repo_id, "-n", "2", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2/2 rows read from Hub repo" in captured.err  # progress on stderr, the summary on stdout
+    assert captured.out.startswith(f"Wrote {out}: 2 samples of pneumoniamnist-28 train")
+    fetched = {path.split("?")[0].rsplit("/", 1)[-1] for method, path, _ in hub_server.requests
+               if method == "GET" and ".parquet" in path}
+    assert fetched == {"train-00000-of-00004.parquet"}  # 12 rows in 4 shards: the first shard holds rows 0-2

@@ -176,3 +176,36 @@ def test_genuine_files_pass_against_catalog_and_file(flag, tmp_path, capsys):
     assert code == 0, out
     counts = load_catalog()[flag].split_counts
     assert f"{sum(counts.values()):,} rows in 3 splits compared exactly" in out and "note:" not in out
+
+
+def test_progress_on_stderr_and_one_summary_line(releases, capsys):
+    root, _ = releases
+    config = "organmnist3d-28"
+    assert main(["verify", config, "--against", release_path(root, config), "--data-dir", str(root / "release"),
+                 "--cache-dir", str(root / "cache")]) == 0
+    captured = capsys.readouterr()
+    assert "rows checked" in captured.err and "MiB of pixels compared" in captured.err
+    assert "rows of " in captured.err and " read" in captured.err  # the release file's pass
+    assert [line for line in captured.out.splitlines() if line.startswith(("OK ", "FAILED "))] == [
+        captured.out.strip().splitlines()[-1]]
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded(tmp_path):
+    """Verifying 4,000 RGB 64 px rows (49 MB of pixels) allocates far less than the pixels (numpy, tracemalloc)."""
+    import tracemalloc
+
+    counts = {"train": 4000, "validation": 2, "test": 2}
+    write_fake_releases(tmp_path / "release", {"bloodmnist-64": counts}, seed=1)
+    path = str(tmp_path / "release" / "bloodmnist_64.npz")
+    verify("bloodmnist-64", against=path, data_dir=str(tmp_path / "release"), cache_dir=str(tmp_path / "cache"),
+           splits=["validation"])  # builds the cache first, outside the measurement
+    tracemalloc.start()
+    try:
+        report = verify("bloodmnist-64", against=path, data_dir=str(tmp_path / "release"),
+                        cache_dir=str(tmp_path / "cache"), splits=["train"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.ok and report.splits[0].pixel_bytes == 4000 * 64 * 64 * 3
+    assert peak < 4000 * 64 * 64 * 3 / 4, peak
