@@ -288,6 +288,24 @@ def align(truth_index: np.ndarray, pred_index: Optional[np.ndarray], scores: np.
     return scores[order[np.searchsorted(pred_index[order], truth_index)]]
 
 
+def score_width(facts: DatasetFacts) -> int:
+    """Columns of a full score matrix: one per class (binary: 2, as MedMNIST's) or per label (multi-label: 14)."""
+    return 2 if facts.task == "binary" else facts.num_classes
+
+
+def dummy_predictions(config: str, split: str = "test", seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """``(index, scores)``: random scores of the right width for every example of ``split`` (catalog row count),
+    e.g. to try the evaluator or a submission pipeline. (The official evaluator's dummy is one class short.)"""
+    from .rows import split_name
+
+    facts, _ = load_catalog().parse_config_name(config)
+    rows = facts.split_counts[split_name(split)]
+    scores = np.random.default_rng(seed).random((rows, score_width(facts)))
+    if not facts.is_multilabel:
+        scores /= scores.sum(1, keepdims=True)  # class probabilities
+    return np.arange(rows, dtype=np.int64), scores
+
+
 # ---------------------------------------------------------------------------------------------- ground truth
 
 

@@ -285,3 +285,26 @@ def test_metrics_function_matches_medmnist_definitions_directly():
     auc, acc = metrics("multi-class", labels, scores)
     assert auc == pytest.approx(np.mean([roc_auc_score(labels == i, scores[:, i]) for i in range(3)]))
     assert acc == pytest.approx(accuracy_score(labels, scores.argmax(1)))
+
+
+def test_dummy_predictions_have_the_right_width_for_every_config(tmp_path):
+    """Every config's dummy scores pass the width check (the official dummy is one class short)."""
+    from medmnist_plus_common.evaluate import check_width, dummy_predictions
+
+    catalog = load_catalog()
+    for config in catalog.config_names():
+        facts, _ = catalog.parse_config_name(config)
+        index, scores = dummy_predictions(config, "val")
+        check_width(facts, scores, config)
+        assert len(index) == len(scores) == facts.split_counts["validation"]
+        assert scores.shape[1] == (2 if facts.task == "binary" else facts.num_classes)
+    # scored on the genuine file when present (index-aligned, full width)
+    path = SHARED_DATA / "adrenalmnist3d.npz"
+    if path.is_file():
+        index, scores = dummy_predictions("adrenalmnist3d-28", "test", seed=1)
+        order = np.random.default_rng(0).permutation(len(index))
+        with np.load(path) as arrays:
+            labels = arrays["test_labels"]
+        result = evaluate("adrenalmnist3d-28", "test", str(write_csv(tmp_path / "d.csv", index[order], scores[order])),
+                          data_dir=str(SHARED_DATA))
+        assert (result.auc, result.acc) == pytest.approx(sklearn_figures("binary", labels, scores), abs=1e-12)
