@@ -104,6 +104,8 @@ def test_an_altered_export_fails_naming_split_index_and_difference(config, relea
     assert found[("train", 3, "pixels")].startswith(f"1 of {int(np.prod(facts.image_shape(28))):,} values differ, "
                                                     f"first at {position}")
     assert report.counts == {"pixels": 1, "label": 1, "missing": 1}
+    rows = CONFIGS[config]["validation"]
+    assert report.problems == [f"validation: {rows - 1} rows, but the release file has {rows}"]
 
     code = main(["verify", config, "--against", release_path(root, config), "--data-dir", str(out)])
     printed = capsys.readouterr().out
