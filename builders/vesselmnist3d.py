@@ -88,8 +88,11 @@ def read_mesh(path: Path):
     try:
         mesh = trimesh.load(str(path), force="mesh")
     except Exception as err:  # trimesh raises many kinds (ValueError, IndexError, decode errors) on bad files
-        raise RawRecordError(f"{path}: cannot be read as an OBJ mesh ({type(err).__name__}: {err}); the file is "
-                             f"truncated or corrupt. {_WHAT_TO_DO}") from None
+        # on bytes that are not UTF-8, trimesh guesses the encoding with charset_normalizer (an optional module)
+        why = ("its bytes are not text, and an OBJ file is text" if isinstance(err, (UnicodeError, ImportError))
+               else f"{type(err).__name__}: {err}")
+        raise RawRecordError(f"{path}: cannot be read as an OBJ mesh ({why}); the file is truncated or corrupt. "
+                             f"{_WHAT_TO_DO}") from None
     if not hasattr(mesh, "faces") or len(mesh.faces) == 0:
         raise RawRecordError(f"{path}: holds no triangle faces (not a mesh: empty, truncated or not OBJ). "
                              f"{_WHAT_TO_DO}")
