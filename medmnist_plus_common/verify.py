@@ -152,6 +152,10 @@ def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = 
     from .rows import open_split, split_name
 
     facts, size = load_catalog().parse_config_name(config)
+    if against is not None:  # a file of another dataset or size: one clear error instead of every row differing
+        from .release import check_release
+
+        check_release(against, facts, size, strict=False)
     report = None
     for split in [split_name(s) for s in splits]:
         opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source)

@@ -211,3 +211,12 @@ def test_memory_stays_bounded(tmp_path):
         tracemalloc.stop()
     assert report.ok and report.splits[0].pixel_bytes == 4000 * 64 * 64 * 3
     assert peak < 4000 * 64 * 64 * 3 / 4, peak
+
+
+def test_a_release_file_of_another_dataset_or_size_is_one_clear_error(releases, tmp_path, capsys):
+    root, _ = releases
+    code = main(["verify", "bloodmnist-28", "--against", release_path(root, "organmnist3d-28"), "--data-dir",
+                 str(root / "release"), "--cache-dir", str(root / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "organmnist3d.npz: train_images.npy has shape (6, 28, 28, 28), but BloodMNIST at size 28 needs" in err
