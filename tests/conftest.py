@@ -16,11 +16,12 @@ os.environ["MEDMNIST_PLUS_BASE_URL"] = "http://127.0.0.1:9/closed"
 os.environ["MEDMNIST_PLUS_MEDMNIST_ROOT"] = os.path.join(_HOME, "empty-medmnist-root")
 
 # A session-wide fake Hugging Face Hub on 127.0.0.1 (tests/hub_server.py). huggingface_hub and datasets read these
-# variables at import time, so the server starts here, before they are imported. Xet is off so uploads take the
-# LFS path; the token is a dummy (the server accepts any Bearer token and never records its value).
-from .hub_server import hub_repo_id, hub_server, start_session_hub_server  # noqa: E402,F401
+# variables at import time, so its port is bound here, before they are imported; it serves only once a test asks
+# for the `hub_server` fixture (or `hub_repo_id`), and refuses connections until then. Xet is off so uploads take
+# the LFS path; the token is a dummy (the server accepts any Bearer token and never records its value).
+from .hub_server import hub_repo_id, hub_server, reserve_session_hub_server  # noqa: E402,F401
 
-_HUB_SERVER = start_session_hub_server(os.path.join(_HOME, "hub"))
+_HUB_SERVER = reserve_session_hub_server(os.path.join(_HOME, "hub"))
 os.environ["HF_ENDPOINT"] = _HUB_SERVER.endpoint
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_TOKEN"] = "hf_fake_test_token"

@@ -301,8 +301,18 @@ class HubServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, root, address=("127.0.0.1", 0), *, user="tester", tree_page_size=1000,
-                 expand_page_size=50, lfs_threshold=LFS_SIZE_THRESHOLD, verbose=False):
-        super().__init__(address, _Handler)
+                 expand_page_size=50, lfs_threshold=LFS_SIZE_THRESHOLD, verbose=False, listen=True):
+        # listen=False binds the port (so its endpoint is known and stays ours) but refuses connections until
+        # start(): a test session reserves its Hub at import and serves it only when a test asks for it.
+        super().__init__(address, _Handler, bind_and_activate=False)
+        try:
+            self.server_bind()
+            if listen:
+                self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
+        self._listening = listen
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.user = user
@@ -327,7 +337,14 @@ class HubServer(http.server.ThreadingHTTPServer):
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    @property
+    def serving(self) -> bool:
+        return self._thread is not None
+
     def start(self):
+        if not self._listening:
+            self.server_activate()
+            self._listening = True
         self._thread = threading.Thread(target=self.serve_forever, name="fake-hub", daemon=True)
         self._thread.start()
         return self
@@ -1242,13 +1259,23 @@ def start_hub_server(root, host="127.0.0.1", port=0, **kwargs) -> HubServer:
 _SESSION_SERVER: HubServer | None = None
 
 
-def start_session_hub_server(root) -> HubServer:
-    """Start (once) the server shared by a whole test session; ``conftest.py`` calls this before importing
-    ``datasets`` so that ``HF_ENDPOINT`` can point at it."""
+def reserve_session_hub_server(root) -> HubServer:
+    """Bind (once) the server shared by a whole test session, without serving yet; ``conftest.py`` calls this
+    before importing ``datasets`` so that ``HF_ENDPOINT`` can point at it. The ``hub_server`` fixture starts it
+    when a test first needs it; until then connections to it are refused (a test that forgot the fixture fails
+    at once)."""
     global _SESSION_SERVER
     if _SESSION_SERVER is None:
-        _SESSION_SERVER = start_hub_server(root)
+        _SESSION_SERVER = HubServer(root, listen=False)
     return _SESSION_SERVER
+
+
+def start_session_hub_server(root) -> HubServer:
+    """Reserve (once) and start the session's server."""
+    server = reserve_session_hub_server(root)
+    if not server.serving:
+        server.start()
+    return server
 
 
 try:
@@ -1260,10 +1287,13 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def hub_server():
-        """The session's fake Hub (``HF_ENDPOINT`` points at it). Use unique repo names, e.g. ``hub_repo_id``."""
+        """The session's fake Hub (``HF_ENDPOINT`` points at it), serving from the first test that asks for it.
+        Use unique repo names, e.g. ``hub_repo_id``."""
         if _SESSION_SERVER is None:
-            raise RuntimeError("the session Hub server was not started: conftest.py must call "
-                               "start_session_hub_server() before importing datasets/huggingface_hub")
+            raise RuntimeError("the session Hub server was not reserved: conftest.py must call "
+                               "reserve_session_hub_server() before importing datasets/huggingface_hub")
+        if not _SESSION_SERVER.serving:
+            _SESSION_SERVER.start()
         return _SESSION_SERVER
 
     @pytest.fixture

@@ -75,6 +75,7 @@ def test_dataset_builder_load_dataset_and_streaming(flag, tmp_path, cache_dir):
     assert_matches_release(builder.as_streaming_dataset(), arrays, facts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", MedMNISTPlus.BUILDER_CONFIGS, ids=lambda c: c.name)
 def test_every_official_config_builds_from_its_release_file(config, tmp_path, cache_dir):
     facts = load_catalog()[config.flag]

@@ -47,6 +47,7 @@ def exported(tmp_path_factory):
     return root, out, arrays
 
 
+@pytest.mark.slow
 def test_stock_datasets_reads_every_config_bit_exact(exported):
     root, out, _ = exported
     report = stock_read(f"""
@@ -72,6 +73,7 @@ def test_stock_datasets_reads_every_config_bit_exact(exported):
     assert "List(Value('uint8'), length=14)" in report["features"]
 
 
+@pytest.mark.slow
 def test_a_folder_named_medmnist_plus_serves_its_parent_directory(exported):
     root, _, _ = exported
     report = stock_read("""

@@ -46,6 +46,8 @@ from huggingface_hub.errors import (
 
 from .hub_server import REGEX_YAML_BLOCK, HubServer, git_blob_sha, validate_card_metadata
 
+pytestmark = pytest.mark.slow  # every test here uploads to the test Hub (push_to_hub, HfApi)
+
 # huggingface_hub's LFS PUT passes a file object as `data=`, which httpx2 flags; that is the library's business.
 
 SIZES = {"train": 24, "validation": 5, "test": 7}

@@ -20,6 +20,8 @@ from medmnist_plus_common.publish import export, push
 
 from .conftest import assert_matches_release, write_fake_releases
 
+pytestmark = pytest.mark.slow  # every test here pushes to the test Hub
+
 CONFIGS = {
     "pneumoniamnist-28": {"train": 24, "validation": 4, "test": 5},  # 2D gray
     "bloodmnist-64": {"train": 10, "validation": 3, "test": 3},  # 2D RGB

@@ -30,6 +30,7 @@ def numpy_arrays(path):
         return {name: arrays[name] for name in arrays.files}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag, builder_class", [("breastmnist", BreastMNIST), ("adrenalmnist3d", AdrenalMNIST3D)])
 def test_real_release_builds_exactly(flag, builder_class, cache_dir):
     path = real_file(flag)

@@ -35,6 +35,7 @@ def exported(tmp_path_factory):
 
 # Shuffled Parquet streams in datasets 5.2 sleep 5 s when an iteration ends (an Arrow thread-shutdown guard),
 # so each case runs one epoch; test_shuffle_order_changes_with_the_epoch covers a second one.
+@pytest.mark.slow
 @pytest.mark.parametrize("world_size, epoch", [(2, 0), (3, 1)])
 def test_each_example_exactly_once_per_epoch_across_workers_and_ranks(exported, world_size, epoch):
     folder, arrays = exported
@@ -54,6 +55,7 @@ def test_each_example_exactly_once_per_epoch_across_workers_and_ranks(exported, 
     assert sorted(seen) == list(range(ROWS[config]["train"])), (world_size, epoch)
 
 
+@pytest.mark.slow
 def test_shuffle_order_changes_with_the_epoch(exported):
     folder, _ = exported
     stream = streaming_dataset(folder, "bloodmnist-28", shuffle_buffer=32, seed=3)
@@ -89,6 +91,7 @@ def test_resumed_iterable_continues_where_it_stopped(exported):
     assert head + tail == full == list(range(96))
 
 
+@pytest.mark.slow
 def test_training_example_runs_a_few_steps(exported):
     folder, _ = exported
     result = subprocess.run(
