@@ -231,9 +231,12 @@ def add_verbose_flag(command) -> None:
 
 
 class Progress:
-    """Progress on stderr (rows, bytes, files): rewritten in place on a terminal, a line every few seconds otherwise."""
+    """Progress on stderr (rows, bytes, files): rewritten in place on a terminal, a line every few seconds otherwise.
 
-    def __init__(self, verbose: bool = False, stream=None, every: float = 2.0):
+    ``update`` is throttled; ``done`` shows the last state if it was not shown yet and ends the line.
+    """
+
+    def __init__(self, stream=None, every: float = 2.0):
         import sys
         import time
 
@@ -241,32 +244,36 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every = 0.2 if self.tty else every
         self._clock = time.monotonic
-        self._last = -1e9
-        self._pending = ""
+        self._last = None  # when a line was last shown
+        self._shown = ""  # the text shown then
+        self._latest = ""
 
     def note(self, text: str) -> None:
         self._end_line()
         print(text, file=self.stream, flush=True)
 
-    def update(self, text: str, force: bool = False) -> None:
+    def update(self, text: str) -> None:
+        self._latest = text
         now = self._clock()
-        self._pending = text
-        if not force and now - self._last < self.every:
-            return
-        self._last = now
+        if self._last is None or now - self._last >= self.every:
+            self._show(text)
+            self._last = now
+
+    def done(self) -> None:
+        if self._latest and self._latest != self._shown:
+            self._show(self._latest)
+        self._end_line()
+        self._latest = self._shown = ""
+        self._last = None
+
+    def _show(self, text: str) -> None:
         if self.tty:
             print("\r" + text.ljust(79), end="", file=self.stream, flush=True)
         else:
             print(text, file=self.stream, flush=True)
-        self._pending = "" if not self.tty else text
-
-    def done(self) -> None:
-        if self._pending and not self.tty:
-            print(self._pending, file=self.stream, flush=True)
-        self._pending = ""
-        self._end_line()
+        self._shown = text
 
     def _end_line(self) -> None:
-        if self.tty and self._last > -1e9:
+        if self.tty and self._shown:
             print(file=self.stream, flush=True)
-            self._last = -1e9
+            self._shown = ""
