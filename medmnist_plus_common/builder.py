@@ -22,7 +22,7 @@ from .download import locate_release
 from .errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
 from .recipes import MAX_SIZE, MIN_SIZE
-from .sources import REGENERATED_PROVENANCE, OfficialSource, RawSource, regenerated_provenance
+from .sources import REGENERATED_PROVENANCE, OfficialSource, RawSource, official_provenance, regenerated_provenance
 
 SOURCES = ("official", "raw")
 VERSION = datasets.Version("1.1.0")  # bump when the examples a config yields change (1.1: raw images channels first)
@@ -232,10 +232,21 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         )
         return OfficialSource(facts, config.size, path, strict)
 
-    def provenance(self) -> dict:
-        """How this config's rows were produced (after a build): for the card and ``medmnist_plus.json``."""
-        source = self._source or self.make_source(strict=False)
-        return source.provenance()
+    def provenance(self, checked: Optional[bool] = None) -> dict:
+        """How this config's rows were produced: for the card and ``medmnist_plus.json``.
+
+        ``checked``: whether an official build ran with its checks (defaults to this builder's last build).
+        """
+        config, facts = self.config, self.config.facts
+        if config.source == "raw":
+            source = self._source if isinstance(self._source, RawSource) else self.make_source(strict=False)
+            return source.provenance()
+        regenerated = regenerated_provenance(config.data_dir, facts.files[config.size].file)
+        if regenerated is not None:
+            return dict(regenerated, release_file=facts.files[config.size].file)
+        if checked is None:
+            checked = self._verification_mode != VerificationMode.NO_CHECKS
+        return official_provenance(facts, config.size, checked)
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._verification_mode = verification_mode  # read by _split_generators, incl. in worker processes

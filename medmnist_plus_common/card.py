@@ -18,17 +18,19 @@ PROVENANCE_FILE = "medmnist_plus.json"
 _LICENSE_IDS = {"CC BY 4.0": "cc-by-4.0", "CC BY-NC 4.0": "cc-by-nc-4.0"}
 
 
-def provenance_for(config_name: str, checked: bool, source: str = "official") -> dict:
-    """How a config was produced: the official release file (with its MD5) and whether it was verified."""
-    facts, size = load_catalog().parse_config_name(config_name)
-    release = facts.files[size]
-    return {
-        "source": source,
-        "release_file": release.file,
-        "release_md5": release.md5,
-        "release_url": release.url,
-        "verified": checked,
-    }
+def _origin_text(p: dict) -> str:
+    """The "produced from" cell of a config: the release file, or the raw collection and recipe (never "official")."""
+    source = p.get("source", "official")
+    if source == "raw":
+        indices = "official indices (manifest)" if p.get("official_indices") else "**NOT the official indices**"
+        return f"**regenerated** from the raw {p.get('collection')} collection by the medmnist-plus recipe; {indices}"
+    if source in ("regenerated", "derived"):
+        indices = "official indices" if p.get("official_indices", source == "derived") else "**NOT the official indices**"
+        return f"**{source}** release file `{p.get('release_file')}` made by medmnist-plus (not the official file); {indices}"
+    origin = f"`{p['release_file']}` (MD5 `{p['release_md5']}`)"
+    if not p.get("verified", True):
+        origin += " — built from a local file NOT verified as the official release"
+    return origin
 
 
 def _size_category(rows: int) -> str:
@@ -41,8 +43,9 @@ def _size_category(rows: int) -> str:
 def render_card(metadata: Optional[dict], provenance: Dict[str, dict]) -> DatasetCard:
     """The card for the configs in ``provenance``; ``metadata`` is the YAML ``datasets`` wrote (kept as is)."""
     catalog = load_catalog()
-    configs = sorted(provenance, key=lambda name: catalog.config_names().index(name))
-    pairs = [catalog.parse_config_name(name) for name in configs]
+    order = {name: i for i, name in enumerate(catalog.config_names())}
+    configs = sorted(provenance, key=lambda name: (order.get(name, len(order)), name))
+    pairs = [catalog.parse_config_name(name, any_size=True) for name in configs]
     data = dict(metadata or {})
     for key in ("configs", "dataset_info"):  # only configs whose publication completed stay listed
         entries = data.get(key) or []
@@ -94,14 +97,12 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         "|---|---|---|---|---|---|---|",
     ]
     for name in configs:
-        facts, size = catalog.parse_config_name(name)
+        facts, size = catalog.parse_config_name(name, any_size=True)
         p = provenance[name]
         counts = published_counts.get(name) or facts.split_counts
         counts = " / ".join(f"{counts.get(s, 0):,}" for s in SPLITS)
         kind = f"{facts.dims}D, {'x'.join([str(size)] * facts.dims)}{' RGB' if facts.channels == 3 else ''}"
-        origin = f"`{p['release_file']}` (MD5 `{p['release_md5']}`)"
-        if not p.get("verified", True):
-            origin += " — built from a local file NOT verified as the official release"
+        origin = _origin_text(p)
         lines.append(f"| `{name}` | {facts.title} | {kind} | {facts.task} | {counts} | {facts.license} | {origin} |")
     previews = [name for name in configs if provenance[name].get("preview")]
     if previews:  # montages written by push/export: the first training samples, captioned "label #index"
@@ -127,12 +128,12 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         "of its dataset and size (Zenodo record 10519652) named in the table. Verified configs were checked "
         "against the file's published MD5, the catalog's array shapes, dtypes and row counts, and label ranges; "
         "a config marked NOT verified was built from a local file with those checks relaxed (MD5 and row counts). "
-        "Regeneration from the raw source collections (the MedMNIST+ recipes) is not used for any config here.",
+        + _regeneration_note(provenance),
         "",
         "## Datasets",
         "",
     ]
-    for facts in {catalog.parse_config_name(name)[0].flag: catalog.parse_config_name(name)[0] for name in configs}.values():
+    for facts in {facts.flag: facts for facts, _ in (catalog.parse_config_name(n, any_size=True) for n in configs)}.values():
         labels = ", ".join(f"{i}: {label}" for i, label in enumerate(facts.labels))
         lines += [
             f"### {facts.title} (`{facts.flag}`)",
@@ -153,4 +154,21 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         f"- {catalog.citations['medmnist_plus']}",
         "",
     ]
+    return "\n".join(lines)
+
+
+def _regeneration_note(provenance: Dict[str, dict]) -> str:
+    regenerated = sorted(name for name, p in provenance.items() if p.get("source", "official") != "official")
+    if not regenerated:
+        return "Regeneration from the raw source collections (the MedMNIST+ recipes) is not used for any config here."
+    lines = ["", "", "**Configs NOT from the official release files:** " + ", ".join(f"`{n}`" for n in regenerated)
+             + ". They were regenerated from the raw source collections with the medmnist-plus recipes (crops, "
+             "resizes, projections, windows and voxelization as the MedMNIST+ text describes them, with the rules "
+             "measured on genuine files); their pixels equal the official ones only where the recipe is proven "
+             "exact, and their `index` is the official one only where a manifest gave it:"]
+    for name in regenerated:
+        p = provenance[name]
+        recipe = p.get("recipe") or {}
+        settings = ", ".join(f"{k}: {v}" for k, v in recipe.items()) if isinstance(recipe, dict) else str(recipe)
+        lines.append(f"- `{name}`: {p.get('indices', '')}. Recipe: {settings}.")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from .card import PROVENANCE_FILE, provenance_for, render_card
+from .card import PROVENANCE_FILE, render_card
 from .catalog import SPLITS, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def resolve_configs(configs: Optional[Iterable[str]] = None, all_configs: bool =
     if not names:
         raise ValueError("Name the configs to publish (e.g. pathmnist-224,organmnist3d-64) or ask for all of them.")
     for name in names:
-        catalog.parse_config_name(name)  # unknown names fail with suggestions
+        catalog.parse_config_name(name, any_size=True)  # unknown names fail with suggestions
     return names
 
 
@@ -76,7 +76,7 @@ def build_config(config_name: str, *, no_checks: bool = False, num_proc: Optiona
     kwargs = {key: value for key, value in builder_kwargs.items() if value is not None}
     instance = builder_for(config_name, **kwargs)
     instance.download_and_prepare(verification_mode="no_checks" if no_checks else None, num_proc=num_proc)
-    return instance.as_dataset(), provenance_for(config_name, checked=not no_checks)
+    return instance.as_dataset(), instance.provenance(checked=not no_checks)
 
 
 def _with_preview(origin: dict, name: str, dataset, *, out_dir: Optional[str] = None, api: Optional[HfApi] = None,

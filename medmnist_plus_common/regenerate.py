@@ -170,11 +170,12 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
     work = Path(tempfile.mkdtemp(prefix=".regenerate-", dir=out_dir))  # rows on disk, not in memory
     try:
         labels: Dict[str, List[np.ndarray]] = {}
+        indices: Dict[str, List[int]] = {}
         kept: List[Assigned] = []
         for split in SPLITS:
             items = plan.split(split)
             handles = {size: open(work / f"{split}-{size}.raw", "wb") for size in sizes}
-            labels[split] = []
+            labels[split], indices[split] = [], []
             try:
                 for result in render(flag, plan.root, items, sizes, variants, num_proc, skip_bad,
                                      progress=f"{facts.title} {split}" if progress else None):
@@ -187,6 +188,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                     for size in sizes:
                         handles[size].write(np.ascontiguousarray(result.pixels[size], dtype=np.uint8).tobytes())
                     labels[split].append(label_array(facts, result.item.record.label))
+                    indices[split].append(result.item.index)
                     kept.append(result.item)
             finally:
                 for handle in handles.values():
@@ -200,7 +202,15 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                 members[member_name(split, "images")] = (shape, _raw_chunks(work / f"{split}-{size}.raw", shape))
                 label_rows = np.stack(labels[split]) if labels[split] else np.zeros((0,) + facts.label_shape(), np.uint8)
                 members[member_name(split, "labels")] = (label_rows.shape, [label_rows])
-            report.files[size] = write_npz_members(str(out_dir / name), {m: members[m] for m in OFFICIAL_MEMBER_ORDER})
+            order = list(OFFICIAL_MEMBER_ORDER)
+            for split in SPLITS:
+                # Rows are stored densely, in index order. When the indices are not 0..n-1 (a partial manifest),
+                # a <split>_index member keeps them; np.load and the medmnist package ignore it, our readers use it.
+                if indices[split] != list(range(len(indices[split]))):
+                    index_rows = np.asarray(indices[split], dtype=np.int64)
+                    members[member_name(split, "index")] = (index_rows.shape, [index_rows], np.int64)
+                    order.append(member_name(split, "index"))
+            report.files[size] = write_npz_members(str(out_dir / name), {m: members[m] for m in order})
         manifest_out = out_dir / f"{flag}_manifest.csv"
         write_manifest(manifest_out, kept, facts)
         _write_provenance(out_dir, {
@@ -285,11 +295,13 @@ def _release_rows(release: str, facts: DatasetFacts) -> Iterator[Tuple[str, int,
     with ReleaseArchive(release) as archive:
         for split in SPLITS:
             labels = archive.read_array(member_name(split, "labels"))
-            index = 0
+            indices = archive.row_indices(split)
+            row = 0
             for chunk in archive.iter_chunks(member_name(split, "images"), [(0, None)]):
                 for pixels in chunk:
-                    yield split, index, pixels, _label_key(facts, labels[index])
-                    index += 1
+                    index = int(indices[row]) if indices is not None else row
+                    yield split, index, pixels, _label_key(facts, labels[row])
+                    row += 1
 
 
 def _label_key(facts: DatasetFacts, label) -> Any:
@@ -466,11 +478,13 @@ def _official_rows(release: str, items: Sequence[Assigned]) -> Dict[Tuple[str, i
     rows = {}
     with ReleaseArchive(release) as archive:
         for split in SPLITS:
-            wanted = sorted({a.index for a in items if a.split == split})
+            indices = archive.row_indices(split)
+            position = {int(i): row for row, i in enumerate(indices)} if indices is not None else {}
+            wanted = sorted({(position.get(a.index, a.index), a.index) for a in items if a.split == split})
             if not wanted:
                 continue
-            chunks = archive.iter_chunks(member_name(split, "images"), [(i, i + 1) for i in wanted])
-            for index, chunk in zip(wanted, chunks):
+            chunks = archive.iter_chunks(member_name(split, "images"), [(row, row + 1) for row, _ in wanted])
+            for (_, index), chunk in zip(wanted, chunks):
                 rows[(split, index)] = np.array(chunk[0])
             for _ in chunks:
                 pass

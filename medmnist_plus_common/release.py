@@ -13,7 +13,7 @@ import logging
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -115,6 +115,15 @@ class ReleaseArchive:
                 f"{self.path}: cannot read the header of array {name!r} ({err}); the file is corrupt. {_REDOWNLOAD}"
             ) from err
         return stream, ArrayHeader(member, tuple(shape), np.dtype(dtype), fortran_order)
+
+    def has_array(self, name: str) -> bool:
+        return f"{name}.npy" in self._members
+
+    def row_indices(self, split: str) -> Optional[np.ndarray]:
+        """The official index of each row when the file says (``<split>_index``, written by ``regenerate`` for a
+        partial manifest); None for official files, whose row position is the index."""
+        name = member_name(split, "index")
+        return self.read_array(name).astype(np.int64) if self.has_array(name) else None
 
     def header(self, name: str) -> ArrayHeader:
         stream, header = self._open(name)

@@ -51,23 +51,25 @@ def synthetic_labels(facts: DatasetFacts, count: int, seed: int) -> np.ndarray:
     return rng.integers(0, facts.num_classes, size=(count, 1), dtype=np.uint8)
 
 
-def write_npz_members(path: str, members: Mapping[str, Tuple[Tuple[int, ...], Iterable[np.ndarray]]],
+def write_npz_members(path: str, members: Mapping[str, Tuple],
                       compress: bool = True) -> str:
-    """Write an ``.npz`` member by member from chunks: ``{name: (shape, chunks)}`` (uint8 arrays, C order).
+    """Write an ``.npz`` member by member from chunks: ``{name: (shape, chunks[, dtype])}`` (C order; uint8 unless
+    a dtype is given).
 
     The file appears at ``path`` only when complete (written to ``path + ".partial"``, then renamed).
     """
     partial = path + ".partial"
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(partial, "w", compression=compression, allowZip64=True) as archive:
-        for name, (shape, chunks) in members.items():
+        for name, (shape, chunks, *rest) in members.items():
+            dtype = np.dtype(rest[0] if rest else np.uint8)
             with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
                           "shape": tuple(shape)}
                 np.lib.format.write_array_header_1_0(out, header)
                 written = 0
                 for chunk in chunks:
-                    chunk = np.ascontiguousarray(chunk, dtype=np.uint8)
+                    chunk = np.ascontiguousarray(chunk, dtype=dtype)
                     out.write(chunk.tobytes())
                     written += len(chunk)
                 if written != shape[0]:

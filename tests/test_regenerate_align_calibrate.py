@@ -1,0 +1,272 @@
+"""regenerate / align / calibrate on raw trees made here (BUSI layout, real PNG files), and the card of a raw build."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from builders import BreastMNIST
+from medmnist_plus_common import imageops
+from medmnist_plus_common.cli import main
+from medmnist_plus_common.errors import RawSourceError
+from medmnist_plus_common.publish import export
+from medmnist_plus_common.regenerate import align, calibrate, regenerate
+
+from .conftest import SHARED_DATA
+
+CLASSES = {"malignant": 0, "benign": 1, "normal": 1}
+
+
+def _busi_tree(root, per_class=4, seed=0):
+    """A BUSI-like tree: gray ultrasound-like PNGs stored RGB (as BUSI does), 449-701 px, with masks beside them."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for folder in CLASSES:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(1, per_class + 1):
+            height, width = int(rng.integers(449, 560)), int(rng.integers(500, 701))
+            yy, xx = np.mgrid[0:height, 0:width]
+            cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+            blob = 180 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (rng.uniform(40, 120) ** 2)))
+            gray = np.clip(30 + blob + rng.normal(0, 12, (height, width)), 0, 255).astype(np.uint8)
+            name = f"{folder}/{folder} ({i}).png"
+            Image.fromarray(np.stack([gray] * 3, axis=-1)).save(root / name)
+            Image.fromarray((gray > 128).astype(np.uint8) * 255).save(root / f"{folder}/{folder} ({i})_mask.png")
+            records.append((name, CLASSES[folder]))
+    return records
+
+
+def _expected(path, size, kernel="bilinear"):
+    """The measured rule, written out independently: gray, centered square (halves to even), PIL resize."""
+    image = Image.open(path).convert("L")
+    side = min(image.size)
+    left, top = int(round((image.width - side) / 2.0)), int(round((image.height - side) / 2.0))
+    return np.asarray(image.crop((left, top, left + side, top + side)).resize((size, size), imageops.RESAMPLE[kernel]))
+
+
+def _write_manifest(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["split", "index", "record", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def _shuffled_manifest(tmp_path, records, seed=1):
+    """An "official" mapping: records spread over the three splits at shuffled indices."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(records))
+    splits = ["train"] * (len(records) - 4) + ["val", "val", "test", "test"]
+    rows, next_index = [], {"train": 0, "val": 0, "test": 0}
+    shuffled_index = {s: list(rng.permutation(70)) for s in next_index}
+    for split, position in zip(splits, order):
+        record, label = records[position]
+        rows.append([split, int(shuffled_index[split][next_index[split]]), record, label])
+        next_index[split] += 1
+    return _write_manifest(tmp_path / "official_manifest.csv", rows), rows
+
+
+def _read_manifest(path):
+    with open(path, newline="") as f:
+        return sorted((r["split"], int(r["index"]), r["record"], r["label"]) for r in csv.DictReader(f))
+
+
+def test_regenerate_writes_official_format_and_all_sizes_equal_separate_passes(tmp_path):
+    records = _busi_tree(tmp_path / "raw")
+    manifest, rows = _shuffled_manifest(tmp_path, records)
+    together = regenerate("breastmnist", tmp_path / "raw", [28, 64, 100], tmp_path / "all", manifest=manifest,
+                          no_checks=True)
+    alone = regenerate("breastmnist", tmp_path / "raw", [64], tmp_path / "alone", manifest=manifest, no_checks=True)
+    assert sorted(together.files) == [28, 64, 100] and together.official_indices
+    with np.load(together.files[64]) as a, np.load(alone.files[64]) as b:
+        official = {"train_images", "train_labels", "val_images", "val_labels", "test_images", "test_labels"}
+        # the manifest's indices are sparse, so each split also keeps them (<split>_index), which np.load ignores
+        assert set(a.files) == set(b.files) == official | {"train_index", "val_index", "test_index"}
+        for name in a.files:
+            assert np.array_equal(a[name], b[name]), name
+    # rows sorted by official index, pixels by the rule, labels from the collection
+    with np.load(tmp_path / "all" / "breastmnist.npz") as release:
+        assert release["train_images"].dtype == np.uint8 and release["train_images"].shape[1:] == (28, 28)
+        assert release["train_labels"].shape[1:] == (1,)
+        for split in ("train", "val", "test"):
+            listed = sorted((index, record, label) for s, index, record, label in rows if s == split)
+            assert release[f"{split}_index"].tolist() == [index for index, _, _ in listed]
+            for row, (_, record, label) in enumerate(listed):
+                assert np.array_equal(release[f"{split}_images"][row], _expected(tmp_path / "raw" / record, 28))
+                assert release[f"{split}_labels"][row, 0] == label
+    provenance = json.loads((tmp_path / "all" / "medmnist_plus_regenerated.json").read_text())
+    entry = provenance["files"]["breastmnist_64.npz"]
+    assert entry["source"] == "regenerated" and entry["official_indices"] is True and "pillow" in entry["versions"]
+    assert _read_manifest(tmp_path / "all" / "breastmnist_manifest.csv") == sorted(
+        (s, i, r, str(l)) for s, i, r, l in rows)
+
+
+def test_regenerated_files_read_back_by_the_builder_labelled_regenerated(tmp_path):
+    records = _busi_tree(tmp_path / "raw", per_class=2)
+    manifest, rows = _shuffled_manifest(tmp_path, records)
+    regenerate("breastmnist", tmp_path / "raw", [28], tmp_path / "out", manifest=manifest, no_checks=True)
+    builder = BreastMNIST(config_name="28", data_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare(verification_mode="no_checks")
+    dataset = builder.as_dataset()
+    with np.load(tmp_path / "out" / "breastmnist.npz") as release:
+        train = dataset["train"]
+        assert train.num_rows == len(release["train_images"])
+        position = {int(index): row for row, index in enumerate(release["train_index"])}
+        assert sorted(train["index"]) == sorted(position)  # the official (sparse) indices, not row positions
+        for row in train:
+            assert np.array_equal(np.asarray(row["image"]), release["train_images"][position[row["index"]]])
+    assert "REGENERATED" in builder.info.description
+    assert builder.provenance()["source"] == "regenerated"
+    # without no_checks a partial regenerated file fails clearly (its split sizes are not the catalog's)
+    strict = BreastMNIST(config_name="28", data_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache2"))
+    with pytest.raises(Exception, match="split has .* rows, but the official BreastMNIST"):
+        strict.download_and_prepare()
+
+
+def test_align_recovers_a_shuffled_mapping_and_reports_duplicates_and_leftovers(tmp_path):
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw)
+    manifest, rows = _shuffled_manifest(tmp_path, records)
+    regenerate("breastmnist", raw, [28], tmp_path / "official", manifest=manifest, no_checks=True)
+    release = tmp_path / "official" / "breastmnist.npz"
+    out = tmp_path / "aligned.csv"
+    report = align("breastmnist", raw, release, out=out)
+    assert report.count("exact") == len(records) and not report.unmatched
+    assert _read_manifest(out) == sorted((s, i, r, str(l)) for s, i, r, l in rows)
+
+    # a planted duplicate (same pixels as an official row that already has its record) and an extra record
+    shutil.copy(raw / "benign" / "benign (1).png", raw / "benign" / "benign (99).png")
+    extra = np.full((480, 520, 3), 77, np.uint8)
+    Image.fromarray(extra).save(raw / "malignant" / "malignant (98).png")
+    report = align("breastmnist", raw, release, out=out)
+    assert report.count("exact") + report.count("ambiguous") == len(records)
+    unmatched = {record.record: why for record, why, _ in report.unmatched}
+    assert set(unmatched) == {"benign/benign (99).png", "malignant/malignant (98).png"} or (
+        "malignant/malignant (98).png" in unmatched and report.count("ambiguous") >= 1)
+    with open(f"{out}.report.csv", newline="") as f:
+        listed = {row["record"]: row for row in csv.DictReader(f)}
+    assert "malignant/malignant (98).png" in listed and listed["malignant/malignant (98).png"]["status"] == "unmatched"
+    assert "benign/benign (99).png" in listed or "benign/benign (1).png" in listed  # the duplicate pair is reported
+    assert report.missing_rows == 0
+
+
+def test_align_takes_the_nearest_row_within_the_tolerance(tmp_path):
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw, per_class=2)
+    manifest, rows = _shuffled_manifest(tmp_path, records)
+    regenerate("breastmnist", raw, [28], tmp_path / "official", manifest=manifest, no_checks=True)
+    release = tmp_path / "official" / "breastmnist.npz"
+    with np.load(release) as z:
+        arrays = {name: z[name].copy() for name in z.files}
+    arrays["train_images"][0, :4, :4] ^= 1  # one official row differs a little from what the recipe makes
+    np.savez_compressed(release, **arrays)
+    report = align("breastmnist", raw, release, out=tmp_path / "m.csv")
+    assert report.count("nearest") == 1 and report.count("exact") == len(records) - 1 and not report.unmatched
+    nearest = [(a, d) for a, how, d in report.matched if how == "nearest"][0]
+    assert nearest[0].split == "train" and nearest[0].index == arrays["train_index"][0] and 0 < nearest[1] < 0.1
+    tight = align("breastmnist", raw, release, out=tmp_path / "m2.csv", tolerance=0.0)
+    assert len(tight.unmatched) == 1
+
+
+def test_calibrate_names_the_variant_that_made_the_file(tmp_path):
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw, per_class=2)
+    manifest, _ = _shuffled_manifest(tmp_path, records)
+    regenerate("breastmnist", raw, [32], tmp_path / "official", manifest=manifest, no_checks=True,
+               variant="kernel=bicubic,jpeg=90")
+    rows = calibrate("breastmnist", raw, tmp_path / "official" / "breastmnist_32.npz", manifest)
+    best = rows[0]
+    assert (best.variant.kernel, best.variant.jpeg_quality) == ("bicubic", 90)
+    assert best.exact == best.total == len(records) and best.mean_difference == 0
+    assert rows[1].exact < rows[1].total  # the others are told apart
+
+
+def test_raw_build_is_labelled_everywhere_and_exports_a_card_that_says_so(tmp_path):
+    raw = tmp_path / "raw"
+    _busi_tree(raw, per_class=3)
+    out = tmp_path / "export"
+    written = export(str(out), ["breastmnist-28"], no_checks=True, source="raw", data_dir=str(raw),
+                     cache_dir=str(tmp_path / "cache"))
+    assert written == ["breastmnist-28"]
+    provenance = json.loads((out / "medmnist_plus.json").read_text())["breastmnist-28"]
+    assert provenance["source"] == "raw" and provenance["official_indices"] is False
+    card = (out / "README.md").read_text()
+    assert "**regenerated** from the raw Breast Ultrasound Images (BUSI) collection" in card
+    assert "NOT the official indices" in card and "NOT from the official release files" in card
+    assert "is not used for any config here" not in card
+
+
+def test_cli_regenerate_align_calibrate(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw, per_class=2)
+    manifest, _ = _shuffled_manifest(tmp_path, records)
+    assert main(["regenerate", "breastmnist", "--data-dir", str(raw), "--sizes", "28,64", "--out",
+                 str(tmp_path / "o"), "--manifest", str(manifest), "--no-checks", "--num-proc", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"Regenerated {len(records)} rows" in out and "breastmnist_64.npz" in out
+    assert main(["align", "breastmnist", "--data-dir", str(raw), "--release", str(tmp_path / "o" / "breastmnist.npz"),
+                 "--out", str(tmp_path / "a.csv")]) == 0
+    assert f"{len(records)} exact" in capsys.readouterr().out
+    assert main(["calibrate", "breastmnist", "--data-dir", str(raw), "--release",
+                 str(tmp_path / "o" / "breastmnist_64.npz"), "--manifest", str(tmp_path / "a.csv")]) == 0
+    assert "Best: kernel=bilinear, jpeg=none" in capsys.readouterr().out
+    # without a manifest or no-checks, a partial collection is refused with what to do
+    assert main(["regenerate", "breastmnist", "--data-dir", str(raw), "--out", str(tmp_path / "p")]) == 2
+    assert "no_checks" in capsys.readouterr().err
+
+
+def test_regenerate_num_proc_gives_the_same_files(tmp_path):
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw, per_class=3)
+    manifest, _ = _shuffled_manifest(tmp_path, records)
+    one = regenerate("breastmnist", raw, [28], tmp_path / "one", manifest=manifest, no_checks=True)
+    two = regenerate("breastmnist", raw, [28], tmp_path / "two", manifest=manifest, no_checks=True, num_proc=2)
+    with np.load(one.files[28]) as a, np.load(two.files[28]) as b:
+        for name in a.files:
+            assert np.array_equal(a[name], b[name])
+
+
+def test_unknown_sizes_are_refused(tmp_path):
+    _busi_tree(tmp_path / "raw", per_class=1)
+    with pytest.raises(RawSourceError, match="8 to 1024"):
+        regenerate("breastmnist", tmp_path / "raw", [5], tmp_path / "o", no_checks=True)
+
+
+needs_shared = pytest.mark.skipif(not (SHARED_DATA / "raw").is_dir(), reason="../shared/data/raw is absent")
+
+
+@needs_shared
+def test_genuine_busi_images_align_to_their_official_rows(tmp_path):
+    raw = SHARED_DATA / "raw" / "busi"
+    report = align("breastmnist", raw, SHARED_DATA / "breastmnist.npz", out=tmp_path / "m.csv")
+    assert report.count("exact") == 4 and not report.unmatched
+    with open(raw / "breastmnist_rows.csv", newline="") as f:
+        expected = sorted((r["split"], int(r["index"]), r["record"], r["label"]) for r in csv.DictReader(f))
+    assert _read_manifest(tmp_path / "m.csv") == expected
+
+
+@needs_shared
+def test_genuine_kermany_images_align_among_other_rows(tmp_path):
+    """The two genuine X-rays are found in a test release that places their official rows among other rows."""
+    raw = SHARED_DATA / "raw" / "kermany"
+    with np.load(raw / "pneumoniamnist_28_rows.npz") as rows:
+        genuine = {str(r): (str(s), int(i), img, lab) for r, s, i, img, lab in
+                   zip(rows["record"], rows["split"], rows["index"], rows["images"], rows["labels"])}
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (900, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 2, (900, 1), dtype=np.uint8)
+    for split, index, image, label in genuine.values():
+        assert split == "train"
+        train[index], labels[index] = image, label
+    release = tmp_path / "pneumoniamnist.npz"
+    np.savez_compressed(release, train_images=train, train_labels=labels,
+                        val_images=np.zeros((0, 28, 28), np.uint8), val_labels=np.zeros((0, 1), np.uint8),
+                        test_images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+                        test_labels=np.zeros((5, 1), np.uint8))
+    report = align("pneumoniamnist", raw, release, out=tmp_path / "m.csv")
+    assert report.count("exact") == 2 and not report.unmatched
+    assert _read_manifest(tmp_path / "m.csv") == sorted(
+        ("train", genuine[r][1], r, str(int(genuine[r][3][0]))) for r in genuine)
