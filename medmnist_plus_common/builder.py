@@ -250,7 +250,11 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._verification_mode = verification_mode  # read by _split_generators, incl. in worker processes
-        return super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        # A split whose every record was skipped (skip_bad) has no rows and no shard: datasets could not read it
+        # back ("corresponds to no data"), so it is left out, like a split a partial collection has no records for.
+        for name in [name for name, split in self.info.splits.items() if not split.num_examples]:
+            del self.info.splits[name]
 
     def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
         strict = self._verification_mode != VerificationMode.NO_CHECKS

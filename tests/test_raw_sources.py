@@ -291,6 +291,21 @@ def test_wrongly_sized_image(flag, minimum, tmp_path, cache_dir):
     assert sum(builder.as_dataset()[s].num_rows for s in builder.as_dataset()) == len(records) - 1
 
 
+def test_a_split_whose_every_record_is_skipped_is_left_out_and_the_rest_reads_back(tmp_path, cache_dir, caplog):
+    data_dir, root, records = copy_collection("bloodmnist", tmp_path, 1, seed=5)  # 8 records: validation has 1
+    builder = builders.BloodMNIST(config_name="28", source="raw", data_dir=str(data_dir), cache_dir=cache_dir,
+                                  skip_bad=True)
+    (validation_record,) = [a.record.record for a in builder.make_source(False)._planned().split("validation")]
+    (root / validation_record).write_bytes(b"not a jpeg")
+    with caplog.at_level(logging.WARNING):
+        builder.download_and_prepare(verification_mode="no_checks")
+    assert_no_complete_cache(builder)
+    built = builder.as_dataset()
+    assert set(built) == {"train", "test"} and built["train"].num_rows + built["test"].num_rows == 7
+    assert "validation" not in builder.info.splits
+    assert any("Skipped bad record" in m and validation_record.split("/")[-1] in m for m in caplog.messages)
+
+
 def test_a_folder_holding_another_collection_is_named(pneumonia, tmp_path, cache_dir):
     with pytest.raises(RawSourceError, match=r"does not hold the Kermany et al\. 2018 retinal OCT collection.*"
                                              r"It looks like the Kermany et al\. 2018 pediatric chest X-ray "
