@@ -152,7 +152,10 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         try:
             facts, size = load_catalog().parse_config_name(str(full_name), any_size=True)
         except UnknownConfigError:
-            raise UnknownConfigError(_unknown_message("config", config_name, known, owner=type(self).__name__)) from None
+            message = _unknown_message("config", config_name, known, owner=type(self).__name__)
+            if source == "raw":
+                message += f" With source='raw', any size from {MIN_SIZE} to {MAX_SIZE} can be regenerated."
+            raise UnknownConfigError(message) from None
         if source != "raw":
             raise UnknownConfigError(
                 _unknown_message("config", config_name, known, owner=type(self).__name__) + " "
