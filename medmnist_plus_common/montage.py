@@ -96,13 +96,14 @@ def _fit(draw, text: str, font, width: int) -> str:
 
 
 def read_samples(config: str, split: str = "train", n: int = 100, *, data_dir=None, repo=None, cache_dir=None,
-                 source: str = "official", progress=None):
+                 source: str = "official", manifest=None, progress=None):
     """The first ``n`` rows of a split as ``(index, label, pixels)`` triples (reading stops after them)."""
     from .rows import open_split
 
     if n < 1:
         raise MontageError(f"-n must be at least 1 (got {n}).")
-    opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source, build=False)
+    opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source, build=False,
+                        manifest=manifest)
     samples = []
     for rows in opened.batches(batch_size=min(n, 64), limit=n):
         samples += list(zip(rows.index.tolist(), rows.label, rows.pixels))
@@ -171,14 +172,14 @@ def render(facts: DatasetFacts, size: int, samples, *, zoom: Optional[int] = Non
 
 
 def montage(config: str, split: str = "train", n: int = 100, *, data_dir=None, repo=None, cache_dir=None,
-            source: str = "official", gif: bool = False, zoom: Optional[int] = None, columns: Optional[int] = None,
-            progress=None) -> Montage:
+            source: str = "official", manifest=None, gif: bool = False, zoom: Optional[int] = None,
+            columns: Optional[int] = None, progress=None) -> Montage:
     """Read the first ``n`` samples of ``split`` and lay them out (see :func:`render`)."""
     facts, size = load_catalog().parse_config_name(config)
     if gif and facts.dims != 3:  # before reading anything
         render(facts, size, [], gif=True, config=config)
     opened, samples = read_samples(config, split, n, data_dir=data_dir, repo=repo, cache_dir=cache_dir,
-                                   source=source, progress=progress)
+                                   source=source, manifest=manifest, progress=progress)
     return render(facts, size, samples, zoom=zoom, columns=columns, gif=gif, config=config, split=opened.split)
 
 
@@ -189,7 +190,8 @@ def cmd_montage(args) -> int:
     split = split_name(args.split)
     output = args.output or f"{args.config}-{split}.{'gif' if args.gif else 'png'}"
     result = montage(args.config, split, args.n, data_dir=args.data_dir, repo=args.repo, cache_dir=args.cache_dir,
-                     source=args.source, gif=args.gif, zoom=args.zoom, columns=args.columns, progress=progress.update)
+                     source=args.source, manifest=args.manifest, gif=args.gif, zoom=args.zoom, columns=args.columns,
+                     progress=progress.update)
     progress.done()
     result.save(output)
     width, height = result.image.size
@@ -207,7 +209,9 @@ def add_montage_parser(commands) -> None:
     command.add_argument("config", help='"<flag>-<size>", e.g. dermamnist-64')
     command.add_argument("--split", default="train", help="train (default), validation (or val) or test")
     command.add_argument("-n", type=int, default=100, help="how many samples, the first of the split (default 100)")
-    command.add_argument("--source", default="official", help="where a local build's pixels come from (default: official)")
+    command.add_argument("--source", default="official",
+                         help="official (default) or raw: regenerate the samples from the raw collection in --data-dir")
+    command.add_argument("--manifest", help="raw source: CSV split,index,record[,label] giving the official indices")
     command.add_argument("--data-dir", help="folder holding the release file, or an exported folder")
     command.add_argument("--repo", help="a Hub repo id or exported folder to stream the samples from")
     command.add_argument("--cache-dir", help="datasets cache folder")

@@ -99,12 +99,13 @@ def is_exported_folder(path: Optional[str], config: str) -> bool:
 
 def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo: Optional[str] = None,
                cache_dir: Optional[str] = None, source: str = "official", build: bool = True,
-               no_checks: bool = True) -> SplitSource:
+               no_checks: bool = True, manifest: Optional[str] = None) -> SplitSource:
     """Open ``split`` of ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or a local build.
 
     ``build=True`` reads a local release through the builder's Arrow cache (building it if needed, with
     ``verification_mode="no_checks"`` unless ``no_checks=False``: callers check counts themselves);
-    ``build=False`` streams the rows straight out of the release file (no cache written).
+    ``build=False`` streams the rows straight out of the release file (no cache written). ``source="raw"``
+    regenerates the rows from the raw collection in ``data_dir`` (``manifest``: their official split and index).
     """
     facts, size = load_catalog().parse_config_name(config)
     split = split_name(split)
@@ -119,7 +120,7 @@ def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo:
         return SplitSource(config, split, facts, size, kind, location, _load_remote(location, config, split))
     from . import builder_for
 
-    kwargs = {"data_dir": data_dir, "cache_dir": cache_dir}
+    kwargs = {"data_dir": data_dir, "cache_dir": cache_dir, "manifest": manifest}  # manifest: raw sources only
     if source != "official":
         kwargs["source"] = source
     try:
@@ -134,6 +135,12 @@ def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo:
         return SplitSource(config, split, facts, size, "local release (streamed)", str(where),
                            instance.as_streaming_dataset(split=split))
     instance.download_and_prepare(verification_mode="no_checks" if no_checks else None)
+    if split not in (instance.info.splits or {}):  # a build with no rows in this split (a raw subset)
+        import datasets
+
+        features = instance.info.features
+        empty = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+        return SplitSource(config, split, facts, size, "local build", instance.cache_dir, empty)
     return SplitSource(config, split, facts, size, "local build", instance.cache_dir, instance.as_dataset(split=split))
 
 

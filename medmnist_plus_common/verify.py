@@ -146,7 +146,8 @@ def _pixel_difference(ours: np.ndarray, theirs: np.ndarray) -> str:
 
 
 def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = None, data_dir: Optional[str] = None,
-           cache_dir: Optional[str] = None, source: str = "official", splits=SPLITS, progress=None) -> VerifyReport:
+           cache_dir: Optional[str] = None, source: str = "official", manifest: Optional[str] = None, splits=SPLITS,
+           progress=None) -> VerifyReport:
     """Verify ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or the local build."""
     from .features import features_for
     from .rows import open_split, split_name
@@ -158,7 +159,8 @@ def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = 
         check_release(against, facts, size, strict=False)
     report = None
     for split in [split_name(s) for s in splits]:
-        opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source)
+        opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source,
+                            manifest=manifest)
         if report is None:
             report = VerifyReport(config, f"{opened.kind} {opened.where}", against)
             expected = [features_for(facts, size, storage) for storage in ("png", "raw")[: 2 if facts.dims == 2 else 1]]
@@ -272,7 +274,8 @@ def cmd_verify(args) -> int:
     progress = Progress()
     splits = SPLITS if args.split is None else (args.split,)
     report = verify(args.config, against=args.against, repo=args.repo, data_dir=args.data_dir,
-                    cache_dir=args.cache_dir, source=args.source, splits=splits, progress=progress.update)
+                    cache_dir=args.cache_dir, source=args.source, manifest=args.manifest, splits=splits,
+                    progress=progress.update)
     progress.done()
     print_report(report)
     return 0 if report.ok else 1
@@ -287,7 +290,9 @@ def add_verify_parser(commands) -> None:
     command.add_argument("--repo", help="verify a Hub repo (or an exported folder) instead of the local build")
     command.add_argument("--data-dir", help="folder holding the release file (local build), or an exported folder")
     command.add_argument("--cache-dir", help="datasets cache folder of the local build")
-    command.add_argument("--source", default="official", help="source of the local build (default: official)")
+    command.add_argument("--source", default="official",
+                         help="source of the local build: official (default) or raw (regenerated from --data-dir)")
+    command.add_argument("--manifest", help="raw source: CSV split,index,record[,label] giving the official indices")
     command.add_argument("--split", help="only this split (default: all three)")
     add_verbose_flag(command)
     command.set_defaults(run=friendly_errors(cmd_verify))
