@@ -18,6 +18,7 @@ from .evaluate import add_evaluate_parser
 from .verify import add_verify_parser
 from .montage import add_montage_parser
 from .raw_cli import add_raw_parsers, add_raw_source_arguments
+from .derive import add_derive_parser
 
 
 def _split_counts(counts) -> str:
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_verify_parser(commands)
     add_montage_parser(commands)
+    add_derive_parser(commands)
     return parser
 
 
