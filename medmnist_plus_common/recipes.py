@@ -264,7 +264,7 @@ def read_manifest(path, recipe: RawRecipe, root: Path, records: Optional[Dict[st
     facts = recipe.facts
     manifest = str(path)
     try:
-        handle = open(os.path.expanduser(manifest), newline="", encoding="utf-8")
+        handle = open(os.path.expanduser(manifest), newline="", encoding="utf-8-sig")  # spreadsheets write a BOM
     except OSError as err:
         raise RawSourceError(f"{manifest}: cannot read the manifest ({err.strerror}). Pass the path of a CSV "
                              "with the columns split,index,record[,label] (e.g. written by `medmnist-plus align`).")

@@ -165,6 +165,18 @@ def test_a_manifest_of_every_record_at_another_size_through_the_umbrella(pneumon
             assert np.array_equal(np.asarray(row["image"]), expected_image(root / record, "pneumoniamnist", 48))
 
 
+def test_a_manifest_saved_by_a_spreadsheet_with_a_bom_and_crlf(pneumonia, tmp_path, cache_dir):
+    data_dir, root, records, by = pneumonia
+    manifest = tmp_path / "excel.csv"
+    manifest.write_bytes(b"\xef\xbb\xbfsplit,index,record,label\r\n"
+                         + f"train,32,{by['train', 0][0]},0\r\ntest,5,{by['test', 1][0]},1\r\n".encode())
+    builder = build_raw("pneumoniamnist", data_dir, cache_dir, manifest=str(manifest))
+    built = all_rows(builder.as_dataset())
+    assert {s: [r["index"] for r in rows] for s, rows in built.items()} == {"train": [32], "test": [5]}
+    assert np.array_equal(np.asarray(built["test"][0]["image"]),
+                          expected_image(root / by["test", 1][0], "pneumoniamnist", 28))
+
+
 def manifest_error(pneumonia, tmp_path, cache_dir, rows, match, **kwargs):
     data_dir = pneumonia[0]
     manifest = write_manifest(tmp_path / "manifest.csv", rows)
