@@ -315,3 +315,43 @@ def test_two_raw_builds_with_the_same_seed_agree_and_another_seed_differs(collec
 
     assert fingerprint(first) == fingerprint(again)
     assert fingerprint(first) != fingerprint(other)
+
+
+# -- the collections' other real layouts ---------------------------------------------------------------------
+
+
+def test_both_kermany_collections_in_one_celldata_folder_are_told_apart(tmp_path, cache_dir):
+    """Mendeley's archive unpacks to CellData/{OCT,chest_xray}: each builder finds its own collection in it."""
+    oct_records = write_raw_collection("octmnist", tmp_path / "oct", {"train": 1, "test": 1})
+    xray_records = write_raw_collection("pneumoniamnist", tmp_path / "xray", {"train": 2, "test": 1}, seed=1)
+    (tmp_path / "data" / "CellData").mkdir(parents=True)
+    (tmp_path / "oct" / "OCT").rename(tmp_path / "data" / "CellData" / "OCT")
+    (tmp_path / "xray" / "chest_xray").rename(tmp_path / "data" / "CellData" / "chest_xray")
+    for flag, records, sub in (("octmnist", oct_records, "OCT"), ("pneumoniamnist", xray_records, "chest_xray")):
+        builder = build_raw(flag, tmp_path / "data", cache_dir)
+        check_rows(flag, all_rows(builder.as_dataset()), records, tmp_path / "data" / "CellData" / sub, 28)
+        assert builder.provenance()["data_dir"] == str(tmp_path / "data" / "CellData" / sub)
+
+
+def test_kaggle_val_folder_of_the_chest_xrays_is_part_of_the_source_train_part(tmp_path, cache_dir):
+    """Kaggle's copy moved 16 train images into val/: they belong to the pool divided 9:1, not to the test split."""
+    data_dir, root, records = copy_collection("pneumoniamnist", tmp_path, {"train": 4, "test": 1})
+    moved = []
+    for rec, label, part in list(records):
+        if part == "train" and rec.endswith(("0001.jpeg", "_1.jpeg", "_3.jpeg")):
+            new = rec.replace("train/", "val/", 1)
+            (root / new).parent.mkdir(parents=True, exist_ok=True)
+            (root / rec).rename(root / new)
+            moved.append(new)
+            records[records.index((rec, label, part))] = (new, label, "train")
+    assert moved
+    builder = build_raw("pneumoniamnist", data_dir, cache_dir)
+    check_rows("pneumoniamnist", all_rows(builder.as_dataset()), records, root, 28)
+
+
+def test_raw_build_with_two_processes_equals_the_recipe(tmp_path, cache_dir):
+    data_dir, root, records = copy_collection("tissuemnist", tmp_path, 20)  # 160 records: several shards
+    builder = builder_class("tissuemnist")(config_name="28", source="raw", data_dir=str(data_dir),
+                                           cache_dir=cache_dir)
+    builder.download_and_prepare(verification_mode="no_checks", num_proc=2)
+    check_rows("tissuemnist", all_rows(builder.as_dataset()), records, root, 28)
