@@ -234,3 +234,16 @@ def test_genuine_raw_regeneration_matches_the_official_rows_it_has(tmp_path):
     assert report.counts == {"missing": 780 - 4}  # no pixel, label or index differs
     assert {(m.split, m.index) for m in report.mismatches}.isdisjoint({("train", 343), ("train", 436), ("test", 123),
                                                                       ("test", 72)})
+
+
+def test_features_that_differ_from_the_catalog_fail(releases, tmp_path):
+    """An export whose card declares other label names than the catalog's fails the features check."""
+    root, _ = releases
+    out = exported(root, "bloodmnist-28", tmp_path)
+    card = (out / "README.md").read_text()
+    assert "eosinophil" in card
+    (out / "README.md").write_text(card.replace("eosinophil", "eosinophile"))
+    report = verify("bloodmnist-28", against=release_path(root, "bloodmnist-28"), data_dir=str(out), splits=["test"])
+    assert not report.ok and not report.counts  # every row is right; the declared features are not
+    assert len(report.problems) == 1 and report.problems[0].startswith("features: ")
+    assert "eosinophile" in report.problems[0]
