@@ -15,8 +15,10 @@ Data: synthetic releases in the official format with the official row counts of 
 and OrganMNIST3D-64 (64^3), so the official package accepts them.
 
 Needs: torch, and the official package without its heavy extras: `pip install --no-deps medmnist==3.0.2`.
-Run:  python benchmarks/loader_throughput.py [--workdir benchmarks/work]
-Writes benchmarks/results/loader_throughput.json and prints a Markdown table.
+Run:  python benchmarks/loader_throughput.py [--workdir benchmarks/work] [--configs organmnist3d-64] [--write]
+Prints a Markdown table; with --write it also merges the results into benchmarks/results/loader_throughput.json
+(the committed numbers). --configs limits what is prepared (release files, caches, Hub publication) as well as
+what is measured; --plan prints both and exits.
 """
 
 from __future__ import annotations
@@ -227,16 +229,34 @@ def run_case(kind: str, config: str, data_dir: str, cache_dir: str, source: str,
     return result
 
 
+def _kinds_for(config: str, kinds) -> list:
+    """The requested kinds that apply to ``config``: 3D volumes are always raw arrays (no arrow-png), and the
+    binary what-if is for volumes only."""
+    volumes = config.startswith("organmnist3d")
+    return [kind for kind in kinds if not (kind == "arrow-png" and volumes)
+            and not (kind == "hub-stream-binary" and not volumes)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=os.path.join(HERE, "work", "loader"))
     parser.add_argument("--shuffle-buffer", type=int, default=256, help="rows per worker for hub-stream")
-    parser.add_argument("--configs", default=",".join(CASES))
+    parser.add_argument("--configs", default=",".join(CASES), help=f"some of {', '.join(CASES)}")
+    parser.add_argument("--write", action="store_true",
+                        help="merge the results into benchmarks/results/loader_throughput.json (else only print)")
+    parser.add_argument("--plan", action="store_true", help="print what would be prepared and measured, then exit")
     parser.add_argument("--reuse", action="store_true", help="reuse the caches and the Hub repo of an earlier run")
     parser.add_argument("--kinds", default="baseline,official,official-persistent,arrow-png,arrow-raw,hub-stream,"
                         "hub-stream-binary",
                         help="which sources to measure; results replace earlier ones of the same kind and config")
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.configs.split(",") if name.strip()]
+    if not chosen or set(chosen) - set(CASES):
+        parser.error(f"--configs {args.configs!r}: choose among {', '.join(CASES)}")
+    cases = {config: epochs for config, epochs in CASES.items() if config in chosen}
+    kinds = args.kinds.split(",")
+    binary_what_if = "hub-stream-binary" in kinds and "organmnist3d-64" in cases
+    results_path = os.path.join(HERE, "results", "loader_throughput.json")
     sys.path.insert(0, REPO)
     from medmnist_plus_common.catalog import load_catalog
     from medmnist_plus_common.synthetic import write_synthetic_release
@@ -244,8 +264,20 @@ def main() -> None:
 
     data_dir = os.path.join(args.workdir, "release")
     cache_dir = os.path.join(args.workdir, "cache")
+    if args.plan:
+        for config in cases:
+            facts, size = load_catalog().parse_config_name(config)
+            print(f"release file: {os.path.join(data_dir, facts.files[size].file)} ({sum(facts.split_counts.values())} rows)")
+        if not args.reuse:
+            print(f"build (png and raw) and push to the local Hub: {', '.join(cases)}")
+        if binary_what_if:
+            print("push the binary-volume what-if: organmnist3d-64")
+        for config in cases:
+            print(f"measure {config}: {', '.join(_kinds_for(config, kinds))}")
+        print(f"results: {'merged into ' + results_path if args.write else 'printed only (--write saves them)'}")
+        return
     os.makedirs(data_dir, exist_ok=True)
-    for config in CASES:
+    for config in cases:
         facts, size = load_catalog().parse_config_name(config)
         path = os.path.join(data_dir, facts.files[size].file)
         if not os.path.exists(path):
@@ -267,29 +299,21 @@ def main() -> None:
         "        builder_for(config, data_dir=%r, cache_dir=%r, image_storage=storage).download_and_prepare(\n"
         "            num_proc=2, verification_mode='no_checks')\n"
         "push(%r, %r, num_shards=8, data_dir=%r, cache_dir=%r, no_checks=True)\n"
-    ) % (REPO, list(CASES), data_dir, cache_dir, repo, list(CASES), data_dir, cache_dir)
+    ) % (REPO, list(cases), data_dir, cache_dir, repo, list(cases), data_dir, cache_dir)
     if not args.reuse:
         subprocess.run([sys.executable, "-c", prepare], env=env, check=True, cwd=REPO)
-    if "hub-stream-binary" in args.kinds.split(",") and (not args.reuse or not os.path.isdir(
+    if binary_what_if and (not args.reuse or not os.path.isdir(
             os.path.join(args.workdir, "hub", "datasets", BINARY_REPO))):
         code = (f"import sys; sys.path.insert(0, {HERE!r}); import loader_throughput as b; "
                 f"b._push_binary_volumes('organmnist3d-64', {data_dir!r}, {cache_dir!r})")
         subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO)
 
-    results_path = os.path.join(HERE, "results", "loader_throughput.json")
     results = []
-    if os.path.exists(results_path):
+    if args.write and os.path.exists(results_path):  # earlier results of other kinds and configs are kept
         with open(results_path) as f:
             results = json.load(f)["results"]
-    kinds = args.kinds.split(",")
-    for config, epochs in CASES.items():
-        if config not in args.configs.split(","):
-            continue
-        for kind in kinds:
-            if kind == "arrow-png" and config.startswith("organmnist3d"):
-                continue  # 3D volumes are always raw arrays
-            if kind == "hub-stream-binary" and not config.startswith("organmnist3d"):
-                continue  # a what-if for volumes only
+    for config, epochs in cases.items():
+        for kind in _kinds_for(config, kinds):
             result = run_case(kind, config, data_dir, cache_dir, repo, epochs, env, args.shuffle_buffer)
             results = [r for r in results if (r["kind"], r["config"]) != (kind, config)] + [result]
     hub.stop()
@@ -308,25 +332,28 @@ def main() -> None:
             storage = "png" if column.get("_type") == "Image" else "raw"
             train = sum(os.path.getsize(os.path.join(root, n)) for n in files if "-train" in n and n.endswith(".arrow"))
             sizes.setdefault(info["config_name"], {})[storage] = train
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(results_path, "w") as f:
-        json.dump({"results": results, "train_arrow_bytes": sizes, "cpus": os.cpu_count()}, f, indent=2)
+    if args.write:
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        with open(results_path, "w") as f:
+            json.dump({"results": results, "train_arrow_bytes": sizes, "cpus": os.cpu_count()}, f, indent=2)
+        print(f"results merged into {results_path}")
 
     gib = 2**30
     print("\n| config | source | batches/s | vs (a) | startup s | peak PSS, all / anonymous (GiB) | "
           "anonymous above baseline (GiB) | vs (a) | cores busy |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for config in CASES:
-        anchor = next(r for r in results if r["config"] == config and r["kind"] == "official")
+    for config in sorted({r["config"] for r in results}, key=list(CASES).index):
+        anchor = next((r for r in results if r["config"] == config and r["kind"] == "official"), None)
         base = next((r for r in results if r["config"] == config and r["kind"] == "baseline"), None)
         base_anon = base["peak_pss_anon"] if base else 0
         for r in (r for r in results if r["config"] == config and r["kind"] != "baseline"):
             extra = max(0, r["peak_pss_anon"] - base_anon)
             cores = f"{r['cores_busy']:.2f}" if "cores_busy" in r else ""
-            print(f"| {config} | {r['kind']} | {r['batches_per_second']:.1f} | "
-                  f"{r['batches_per_second'] / anchor['batches_per_second']:.2f} x | {r['startup_seconds']:.1f} | "
+            speed = f"{r['batches_per_second'] / anchor['batches_per_second']:.2f} x" if anchor else "(no anchor run)"
+            memory = f"{extra / max(1, anchor['peak_pss_anon'] - base_anon):.2f} x" if anchor else ""
+            print(f"| {config} | {r['kind']} | {r['batches_per_second']:.1f} | {speed} | {r['startup_seconds']:.1f} | "
                   f"{r['peak_pss'] / gib:.2f} / {r['peak_pss_anon'] / gib:.2f} | {extra / gib:.2f} | "
-                  f"{extra / max(1, anchor['peak_pss_anon'] - base_anon):.2f} x | {cores} |")
+                  f"{memory} | {cores} |")
         if base:
             print(f"| {config} | baseline (imports + 2 workers, no data) | | | | "
                   f"{base['peak_pss'] / gib:.2f} / {base_anon / gib:.2f} | | | |")

@@ -4,7 +4,8 @@ Streaming 3D configs from the Hub is bound by this: `Array3D` is stored as neste
 repetition and a definition level for every voxel. Compared with the same voxels as one binary value per row.
 Volumes: synthetic OrganMNIST3D-64-like (medmnist_plus_common.synthetic), 128 rows, row groups of 32 (~8 MB).
 
-Run:  python benchmarks/parquet_decode.py      (prints a Markdown table, writes results/parquet_decode.json)
+Run:  python benchmarks/parquet_decode.py [--write]   (prints a Markdown table; --write also saves
+      results/parquet_decode.json, the committed numbers)
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true",
+                        help="save the results to benchmarks/results/parquet_decode.json (else only print)")
+    args = parser.parse_args()
+
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -46,9 +54,10 @@ def main() -> None:
         best = min(_timed(lambda: pq.read_table(io.BytesIO(data), use_threads=False)) for _ in range(3))
         results.append({"layout": name, "file_mb": len(data) / 1e6, "voxel_mb_per_s": volumes.nbytes / best / 1e6,
                         "volumes_per_s": len(volumes) / best})
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "parquet_decode.json"), "w") as f:
-        json.dump({"results": results, "pyarrow": pa.__version__}, f, indent=2)
+    if args.write:
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        with open(os.path.join(HERE, "results", "parquet_decode.json"), "w") as f:
+            json.dump({"results": results, "pyarrow": pa.__version__}, f, indent=2)
     print("| layout | file MB | voxels decoded, MB/s | volumes/s (one core) |\n|---|---|---|---|")
     for r in results:
         print(f"| {r['layout']} | {r['file_mb']:.1f} | {r['voxel_mb_per_s']:.0f} | {r['volumes_per_s']:.0f} |")

@@ -1,0 +1,55 @@
+"""Benchmarks write the committed results only when asked (--write), and --configs limits what they prepare."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script, *args, cwd=None):
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd)
+
+
+@pytest.mark.slow
+def test_loader_throughput_prepares_only_the_configs_asked_for(tmp_path):
+    result = run(BENCHMARKS / "loader_throughput.py", "--configs", "organmnist3d-64", "--plan",
+                 "--workdir", str(tmp_path / "work"))
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout
+    assert f"release file: {tmp_path / 'work' / 'release' / 'organmnist3d_64.npz'} (1742 rows)" in plan
+    assert "build (png and raw) and push to the local Hub: organmnist3d-64\n" in plan
+    assert "dermamnist" not in plan  # the 1.3 GB 224 px release is neither written nor pushed
+    assert "results: printed only (--write saves them)" in plan
+    assert not (tmp_path / "work").exists()  # a plan prepares nothing
+
+    both = run(BENCHMARKS / "loader_throughput.py", "--plan", "--write", "--workdir", str(tmp_path / "work"))
+    assert "dermamnist_224.npz" in both.stdout and "results: merged into " in both.stdout
+    wrong = run(BENCHMARKS / "loader_throughput.py", "--configs", "pathmnist-224", "--plan")
+    assert wrong.returncode == 2 and "choose among dermamnist-224, organmnist3d-64" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_parquet_decode_writes_its_results_only_with_write(tmp_path):
+    copy = tmp_path / "benchmarks"  # a copy, so the run cannot touch the committed results
+    copy.mkdir()
+    shutil.copy(BENCHMARKS / "parquet_decode.py", copy)
+    printed = run(copy / "parquet_decode.py", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "| one binary value per row (raw voxels) |" in printed.stdout
+    assert not (copy / "results").exists()
+    written = run(copy / "parquet_decode.py", "--write", cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    saved = json.loads((copy / "results" / "parquet_decode.json").read_text())
+    assert [r["layout"] for r in saved["results"]][-1] == "one binary value per row (raw voxels)"
+
+
+@pytest.mark.parametrize("script", ["build_memory_and_speed.py", "loader_throughput.py", "parquet_decode.py"])
+def test_every_benchmark_that_saves_results_has_a_write_switch(script):
+    source = (BENCHMARKS / script).read_text()
+    assert '"--write"' in source and "if args.write:" in source
