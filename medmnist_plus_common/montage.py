@@ -175,7 +175,7 @@ def montage(config: str, split: str = "train", n: int = 100, *, data_dir=None, r
             source: str = "official", manifest=None, gif: bool = False, zoom: Optional[int] = None,
             columns: Optional[int] = None, progress=None) -> Montage:
     """Read the first ``n`` samples of ``split`` and lay them out (see :func:`render`)."""
-    facts, size = load_catalog().parse_config_name(config)
+    facts, size = load_catalog().parse_config_name(config, any_size=True)
     if gif and facts.dims != 3:  # before reading anything
         render(facts, size, [], gif=True, config=config)
     opened, samples = read_samples(config, split, n, data_dir=data_dir, repo=repo, cache_dir=cache_dir,
@@ -238,7 +238,7 @@ def preview_png(config: str, dataset, n: int = PREVIEW_SAMPLES) -> bytes:
 
     from .rows import SplitSource
 
-    facts, size = load_catalog().parse_config_name(config)
+    facts, size = load_catalog().parse_config_name(config, any_size=True)
     source = SplitSource(config, "train", facts, size, "dataset", "", dataset)
     samples = [sample for rows in source.batches(batch_size=n, limit=n)
                for sample in zip(rows.index.tolist(), rows.label, rows.pixels)]

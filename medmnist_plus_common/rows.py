@@ -107,7 +107,7 @@ def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo:
     ``build=False`` streams the rows straight out of the release file (no cache written). ``source="raw"``
     regenerates the rows from the raw collection in ``data_dir`` (``manifest``: their official split and index).
     """
-    facts, size = load_catalog().parse_config_name(config)
+    facts, size = load_catalog().parse_config_name(config, any_size=True)
     split = split_name(split)
     if repo is not None or is_exported_folder(data_dir, config):
         location = repo if repo is not None else os.path.expanduser(str(data_dir))
