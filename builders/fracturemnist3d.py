@@ -177,7 +177,8 @@ RibFrac's test part (RibFrac501-660, Zenodo 3993380) has no public labels: it ca
         return records
 
     def _center(self, label_path: Path, instance: int, record: RawRecord) -> Tuple[int, int, int]:
-        key = f"{label_path}:{label_path.stat().st_mtime_ns}"
+        stat = label_path.stat()
+        key = f"{label_path}:{stat.st_mtime_ns}:{stat.st_size}"
         if self._centers_cache[0] != key:  # records of a scan come one after the other: one scan cached
             type(self)._centers_cache = (key, instance_centers(label_path))
         center = self._centers_cache[1].get(instance)

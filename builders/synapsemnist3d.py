@@ -12,8 +12,8 @@ The MedMNIST+ recipe for SynapseMNIST3D (from the MedMNIST+ notes):
     In MedMNIST+, for each labeled synaptic location, we crop a 3D volume of 1024x1024x1024 and center-crop it
     into 64x64x64 voxels.
 
-As code: the EM volume (z, y, x order; 8 x 8 nm pixels, 30 nm sections) is an HDF5 dataset or a multi-page TIFF
-stack, read lazily (only the crop's sections and pixels); the synapse table is a CSV ``z,y,x,label`` (voxel
+As code: the EM volume (z, y, x order; 8 x 8 nm pixels, 30 nm sections) is an HDF5 dataset, a multi-page TIFF
+stack or a folder of section images, read lazily (only the crop's sections and pixels); the synapse table is a CSV ``z,y,x,label`` (voxel
 coordinates; label 0/inhibitory, 1/excitatory as the catalog; the labels are not public: the user brings them).
 One record per table row, ``<volume path>#<row id>``. Around each location, 1024 nm per side:
 ``volumeops.crop_around`` of 34 x 128 x 128 voxels (1024 / 8 = 128 pixels; 1024 / 30 = 34.1 -> 34 sections,
@@ -45,6 +45,7 @@ FIELD_NM = 1024.0
 CROP_SHAPE = tuple(int(round(FIELD_NM / nm)) for nm in VOXEL_NM)  # (34, 128, 128)
 CUBE = int(round(FIELD_NM / VOXEL_NM[1]))  # 128: the field at the 8 nm pixel pitch
 VOLUME_SUFFIXES = (".h5", ".hdf5", ".hdf", ".tif", ".tiff")
+SLICE_SUFFIXES = (".png", ".tif", ".tiff")  # section images of a volume stored as a folder
 H5_NAMES = ("main", "raw", "data", "volume", "image", "em")  # dataset names tried first in an HDF5 file
 _TABLES: Dict[str, Dict[str, Tuple[float, float, float]]] = {}
 LABEL_NAMES = {"0": 0, "1": 1, "inhibitory": 0, "excitatory": 1, "inhibitory synapse": 0, "excitatory synapse": 1}
@@ -74,6 +75,39 @@ class TiffStack:
         return np.stack(pages)
 
 
+class SliceFolder:
+    """A folder of 2D section images (PNG or TIFF, sorted by name = z) as a lazily sliced z, y, x array: only the
+    sections and pixels asked for are read (MitoEM distributes its volumes as one image per section)."""
+
+    def __init__(self, path: Path):
+        from PIL import Image
+
+        self.path = path
+        self.files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES)
+        if not self.files:
+            raise RawRecordError(f"{path}: the folder holds no section images ({', '.join(SLICE_SUFFIXES)}).")
+        with Image.open(self.files[0]) as first:
+            self.shape = (len(self.files), first.height, first.width)
+            self.dtype = np.asarray(first.crop((0, 0, 1, 1))).dtype
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        zs, ys, xs = index
+        pages = []
+        for z in range(*zs.indices(self.shape[0])):
+            with Image.open(self.files[z]) as page:
+                if (page.height, page.width) != self.shape[1:]:
+                    raise ValueError(f"{self.files[z].name} is {page.width}x{page.height}, the first section "
+                                     f"{self.shape[2]}x{self.shape[1]}")
+                box = (xs.start or 0, ys.start or 0, xs.stop or self.shape[2], ys.stop or self.shape[1])
+                pages.append(np.asarray(page.crop(box)))
+        return np.stack(pages)
+
+    def close(self):
+        pass
+
+
 class EMVolume(RawRecipe):
     flag = "synapsemnist3d"
     collection = "rat cortex EM volume with synapse locations (MitoEM region; labels not public)"
@@ -83,7 +117,8 @@ SynapseMNIST3D is made from an EM volume of rat cortex (the MitoEM-R region, 8 x
 MedMNIST used are NOT public: the recipe runs on locations and labels you bring. Put into one folder, passed as
 data_dir:
     <data_dir>/<volume>.h5        the EM volume, z,y,x order, uint8: an HDF5 file (its only 3D dataset, or one named
-                                  main/raw/data/volume/image/em) or a multi-page TIFF stack (<volume>.tif)
+                                  main/raw/data/volume/image/em), a multi-page TIFF stack (<volume>.tif), or a
+                                  folder of one PNG/TIFF image per section, sorted by name (<volume>/im0000.png ...)
     <data_dir>/synapses.csv       header z,y,x,label (voxel coordinates of each synapse in the volume; label 0 or
                                   'inhibitory', 1 or 'excitatory'); optional columns id (the record name) and
                                   volume (the volume's file name, when the folder holds several volumes)"""
@@ -103,7 +138,8 @@ data_dir:
         return columns if {"z", "y", "x"} <= set(columns) else None
 
     def records(self, root: Path) -> List[RawRecord]:
-        volumes = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VOLUME_SUFFIXES)
+        volumes = sorted(p for p in root.iterdir() if (p.is_file() and p.suffix.lower() in VOLUME_SUFFIXES) or (
+            p.is_dir() and any(f.suffix.lower() in SLICE_SUFFIXES for f in p.iterdir())))
         records = []
         for table in sorted(root.glob("*.csv")):
             columns = self._table_columns(table)
@@ -139,8 +175,11 @@ data_dir:
     def _location(self, root: Path, record: RawRecord) -> Tuple[float, float, float]:
         table_stem, _, ident = (record.part or "").partition(":")
         table = root / f"{table_stem}.csv"
-        key = f"{table}:{table.stat().st_mtime_ns if table.is_file() else 0}"
+        stat = table.stat() if table.is_file() else None
+        key = f"{table}:{stat.st_mtime_ns}:{stat.st_size}" if stat else str(table)
         if key not in _TABLES:  # each table read once per process, not once per synapse
+            if stat is None:
+                raise RawRecordError(f"{table}: the synapse table of {record.record} is not there.")
             with open(table, newline="", encoding="utf-8") as handle:
                 rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                         for row in csv.DictReader(handle)]
@@ -155,10 +194,12 @@ data_dir:
     @contextlib.contextmanager
     def open_volume(self, path: Path):
         """The EM volume as a lazily sliced z, y, x array (h5py dataset or :class:`TiffStack`), closed after use."""
-        if not path.is_file():
+        if not path.exists():
             raise RawRecordError(f"{path}: the EM volume is not there. Put it beside the synapse table.")
         try:
-            if path.suffix.lower() in (".tif", ".tiff"):
+            if path.is_dir():
+                handle = volume = SliceFolder(path)
+            elif path.suffix.lower() in (".tif", ".tiff"):
                 handle = TiffStack(path)
                 volume = handle
             else:

@@ -28,7 +28,12 @@ clip to [level - width/2, level + width/2], scale to 0..255, round (:func:`volum
 windowed crop has no nonzero voxel (e.g. only air) is blank: dropped and counted.
 
 Crops: every crop is reoriented to the display orientation of :mod:`.nifti` (D x H x W = superior->inferior,
-anterior->posterior, patient right->left). 2D (Organ{A,C,S}MNIST): the plane's normal is the voxel axis that
+anterior->posterior, patient right->left). Which voxel axis is which comes from the affine: a volume stored in
+DICOM order (affine ``diag(-sx, -sy, sz)``, axis codes L, P, S, what LiTS volumes usually have) has axis 0 = x
+running towards the patient's left, axis 1 = y towards posterior, axis 2 = z towards superior; its axial slice
+``v[x0:x1, y0:y1, c]`` is shown transposed (rows y, columns x) and its coronal and sagittal slices with z
+reversed (head up). A RAS-stored volume (``diag(sx, sy, sz)``) has the same axes with x and y running the other
+way, so its slices are also flipped left-right (and axial ones up-down) to look the same. 2D (Organ{A,C,S}MNIST): the plane's normal is the voxel axis that
 runs along S-I (axial), A-P (coronal) or L-R (sagittal) according to the affine; the slice is the box's center
 along that axis, ``x0 + crop_offset(x1 - x0, 1)`` (``int(round((n - 1) / 2))``, halves to even like
 :func:`imageops.crop_offset`); the image is the box's two other extents on that slice, resized by PIL (bilinear,
@@ -93,7 +98,15 @@ matter; the files are found anywhere below it:
     <data_dir>/Training Batch 2/volume-28.nii ... volume-130.nii
     <data_dir>/Test Data/test-volume-0.nii ... test-volume-69.nii
     <data_dir>/annotations/segmentation-0.txt ... segmentation-130.txt, test-segmentation-0.txt ... -69.txt
-Box lines: {box_format}."""
+Box lines: {box_format}.{rows_note}"""
+ROWS_NOTE_2D = """
+The recipe text's center slice gives one image per organ box (about 1,742 in all), while the official 2D release
+has more slices per box (how they were chosen is not published): a complete collection builds fewer rows than the
+catalog, so build with verification_mode='no_checks' (CLI --no-checks)."""
+ROWS_NOTE_3D = """
+The paper's split is by scan (115 / 16 / 70): the number of boxes in each split depends on which scans the seeded
+shuffle picks, so build with verification_mode='no_checks' (CLI --no-checks) or pass a manifest of the official
+split."""
 
 
 def volume_key(name: str) -> Optional[Tuple[bool, int]]:
@@ -269,7 +282,8 @@ class LiTSRecipe(RawRecipe):
 
     @property
     def manual_download_instructions(self) -> str:
-        return INSTRUCTIONS.format(title=self.facts.title, box_format=BOX_FORMAT)
+        return INSTRUCTIONS.format(title=self.facts.title, box_format=BOX_FORMAT,
+                                   rows_note=ROWS_NOTE_3D if self.plane is None else ROWS_NOTE_2D)
 
     def is_root(self, path: Path) -> bool:
         for pattern in ("*segmentation-*.txt", "*/*segmentation-*.txt", "*/*/*segmentation-*.txt"):

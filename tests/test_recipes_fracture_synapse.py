@@ -222,15 +222,24 @@ def test_synapse_records_labels_and_cube(em):
     assert (border[:, :54, :] == 0).all() and (border[:, :, -53:] == 0).all()  # padded outside the volume
 
 
-def test_synapse_tiff_stack_reads_as_hdf5(em, tmp_path):
+def test_synapse_tiff_stack_and_section_folder_read_as_hdf5(em, tmp_path):
     root, volume = em
     pages = [Image.fromarray(page) for page in volume]
     pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
     (tmp_path / "synapses.csv").write_text("id,z,y,x,label\nsyn-a,20,80,75,1\n")
     record = synapse.RECIPE.records(tmp_path)[0]
     assert record.record == "stack.tif#synapses:syn-a"
-    np.testing.assert_array_equal(synapse.RECIPE.load(tmp_path, record),
-                                  synapse.RECIPE.load(root, synapse.RECIPE.records(root)[0]))
+    from_h5 = synapse.RECIPE.load(root, synapse.RECIPE.records(root)[0])
+    np.testing.assert_array_equal(synapse.RECIPE.load(tmp_path, record), from_h5)
+    # a folder of one PNG per section (as MitoEM is distributed), named in the table's volume column
+    folder = tmp_path / "sections"
+    (tmp_path / "sections").mkdir()
+    for z, page in enumerate(pages):
+        page.save(folder / f"im{z:04d}.png")
+    (tmp_path / "synapses.csv").write_text("id,z,y,x,label,volume\nsyn-a,20,80,75,1,sections\n")
+    record = synapse.RECIPE.records(tmp_path)[0]
+    assert record.record == "sections#synapses:syn-a"
+    np.testing.assert_array_equal(synapse.RECIPE.load(tmp_path, record), from_h5)
 
 
 def test_synapse_labels_must_be_brought(tmp_path):
