@@ -23,8 +23,8 @@ and turned to gray with a CT window (ASSUMPTION: level 400, width 1200, i.e. -20
 RibFrac's reference model, normalizes with; a variant option ``level=..,width=..`` that ``calibrate`` settles).
 64 = that crop; 28 (and any other size) = ``volumeops.resize_gray(crop, size)``. A blank crop is dropped.
 Split (paper: "official parts"; ASSUMPTION on how): RibFrac's validation part (scans 421-500) is the test split;
-its training part (scans 1-420) is divided 1027:103 (about 9:1) train:validation by a seeded shuffle of
-fractures. RibFrac's test part (scans 501-660) has no public labels and cannot be used.
+its training part (scans 1-420) is divided train:validation by a seeded shuffle of fractures, 1027:103 when
+they are as many as the catalog's, else 9:1. RibFrac's test part (scans 501-660) has no public labels and cannot be used.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ do not matter, the files are found anywhere below it:
         (columns public_id,label_id,label_code)
 RibFrac's test part (RibFrac501-660, Zenodo 3993380) has no public labels: it cannot make FractureMNIST3D rows."""
     root_candidates = ("",)
-    split_rule = SplitRule(ratios=(1027 / 1130, 103 / 1130, 0.0), test_from="validation", pool=("train",))
+    # 9:1 of the training part's fractures; exactly the catalog's 1027:103 when they are as many as the catalog's
+    split_rule = SplitRule(ratios=(0.9, 0.1, 0.0), test_from="validation", pool=("train",))
 
     _centers_cache: Tuple[Optional[str], Dict[int, Tuple[int, int, int]]] = (None, {})
 

@@ -435,3 +435,19 @@ def test_organmnist3d_build_matches_independent_voxels(collection, tmp_path):
         zoomed = ndimage.zoom(gray.astype(float), [28 / n for n in gray.shape], order=3)
         np.testing.assert_array_equal(rows[index][0], np.clip(np.rint(zoomed), 0, 255).astype(np.uint8))
         assert rows[index][1] == code - 1
+
+
+def test_a_partial_collection_builds_with_skip_bad(collection, tmp_path, caplog):
+    """Box files of volumes that are not there (a user with one training batch): skip_bad builds the rest."""
+    root, v = collection
+    partial = tmp_path / "partial"
+    save(partial / "Training Batch 1" / "volume-0.nii", v["v0"], LPS)
+    write_boxes(partial / "annotations" / "segmentation-0.txt", BOXES_0)
+    write_boxes(partial / "annotations" / "segmentation-77.txt", {1: ((0, 4), (0, 4), (0, 4))})
+    with caplog.at_level(logging.WARNING):
+        ds = _build(OrganMNIST3D, "28", partial, tmp_path, skip_bad=True)
+    rows = _rows(ds["train"], "volume")
+    assert sorted(label for _, label in rows.values()) == [0, 1]  # liver, kidney-right; bladder blank, 77 missing
+    assert "segmentation-77.txt lists organ boxes of volume-77.nii" in caplog.text and "blank" in caplog.text
+    with pytest.raises(RawRecordError):
+        _build(OrganMNIST3D, "28", partial, tmp_path / "strict")
