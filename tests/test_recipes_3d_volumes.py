@@ -373,3 +373,44 @@ def test_busi_like_folders_are_not_taken_for_nodule_volumes(tmp_path):
     assert not RECIPE.is_root(tmp_path)
     with pytest.raises(RawSourceError, match="benign/\\*\\.npy"):
         RECIPE.find_root(tmp_path)
+
+
+@pytest.mark.skipif(not (INTRA / "vesselmnist3d_28_rows.npz").is_file(), reason="genuine IntrA sample absent")
+def test_align_and_regenerate_recover_the_official_rows_of_the_genuine_meshes(tmp_path):
+    from medmnist_plus_common.regenerate import align, regenerate
+    from medmnist_plus_common.synthetic import OFFICIAL_MEMBER_ORDER, write_npz_members
+
+    with np.load(INTRA / "vesselmnist3d_28_rows.npz") as rows:
+        official = {k: rows[k] for k in rows.files}
+    # a release file in the official format holding the five genuine volumes at their official indices (other rows
+    # empty): align must find each record's split and index by its pixels
+    members = {}
+    for split, prefix in (("train", "train"), ("validation", "val"), ("test", "test")):
+        mine = official["split"] == prefix
+        count = int(official["index"][mine].max()) + 1 if mine.any() else 1
+        images = np.zeros((count, 28, 28, 28), np.uint8)
+        labels = np.zeros((count, 1), np.uint8)
+        images[official["index"][mine]] = official["volumes"][mine]
+        labels[official["index"][mine]] = official["labels"][mine]
+        members[f"{prefix}_images"] = (images.shape, [images])
+        members[f"{prefix}_labels"] = (labels.shape, [labels])
+    release = tmp_path / "vesselmnist3d.npz"
+    write_npz_members(str(release), {name: members[name] for name in OFFICIAL_MEMBER_ORDER})
+    manifest = tmp_path / "manifest.csv"
+    report = align("vesselmnist3d", INTRA, release, out=manifest, num_proc=2)
+    assert report.count("exact") == 5
+    assert [(r.record, why) for r, why, _ in report.unmatched] == [
+        (DEGENERATE, "blank output (MedMNIST dropped blank samples)")]
+    found = {(a.record.record): (a.split, a.index) for a, _, _ in report.matched}
+    for record, split, index in zip(official["record"], official["split"], official["index"]):
+        assert found[str(record)] == ({"val": "validation"}.get(str(split), str(split)), int(index))
+    out = tmp_path / "regenerated"
+    regenerate("vesselmnist3d", INTRA, [28], out, manifest=str(manifest), num_proc=2, no_checks=True)
+    with np.load(out / "vesselmnist3d.npz") as regenerated:
+        for prefix in ("train", "test"):
+            mine = official["split"] == prefix
+            index = regenerated[f"{prefix}_index"] if f"{prefix}_index" in regenerated.files else \
+                np.arange(len(regenerated[f"{prefix}_images"]))
+            by_index = dict(zip(index.tolist(), regenerated[f"{prefix}_images"]))
+            for i, volume in zip(official["index"][mine], official["volumes"][mine]):
+                np.testing.assert_array_equal(by_index[int(i)], volume)
