@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.errors import RawRecordError
+from medmnist_plus_common.errors import RawRecordError, RawSourceError
 from medmnist_plus_common.image_recipes import files_under
 from medmnist_plus_common.recipes import RawRecipe, RawRecord, SplitRule, Variant
 from medmnist_plus_common.volumeops import is_blank, zoom_mask
@@ -68,7 +68,8 @@ def _number(variant: Variant, key: str, default, kind):
     try:
         return kind(Fraction(str(value))) if kind is float else kind(str(value))
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"recipe variant option {key}={value!r} is not a {kind.__name__}") from None
+        raise RawSourceError(f"recipe variant option {key}={value!r} is not a {kind.__name__} (e.g. "
+                             f"pitch=29/65,radius=32)") from None
 
 
 @dataclass
@@ -186,7 +187,7 @@ The .ad files and the annotated/ and complete/ folders are not used. Needs the r
         pitch = _number(variant, "pitch", grid["pitch"], float)
         radius = _number(variant, "radius", grid["radius"], int)
         if pitch <= 0 or radius < 1:
-            raise ValueError(f"recipe variant pitch={pitch}, radius={radius}: both must be positive")
+            raise RawSourceError(f"recipe variant pitch={pitch}, radius={radius}: both must be positive")
         if (size, pitch, radius) != (REFERENCE_SIZE, 1.0, 14) and blank_at_reference(segment):
             return None  # the same rows at every size: MedMNIST dropped the segment, whose 28^3 volume is blank
         volume = zoom_mask(voxelize(segment.mesh, pitch, radius, segment.path), size)

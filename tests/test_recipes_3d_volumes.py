@@ -248,6 +248,9 @@ def test_64_default_is_the_same_field_of_view_on_a_finer_grid(tmp_path):
     wide = VESSEL.render(segment, 64, Variant(options=(("pitch", "1"), ("radius", "32"))))
     assert (wide > 0).mean() < 0.5 * (v64 > 0).mean()
     assert "29 mm field of view" in VESSEL.parameters(VESSEL.default_variant(64))["voxelize"]
+    np.testing.assert_array_equal(VESSEL.render(segment, 64, Variant(options=(("pitch", "29/65"), ("radius", "32")))), v64)
+    with pytest.raises(RawSourceError, match=r"pitch='fine' is not a float"):
+        VESSEL.render(segment, 64, Variant(options=(("pitch", "fine"),)))
 
 
 def test_a_tiny_segment_is_dropped_as_blank_at_28_and_64(tmp_path):
