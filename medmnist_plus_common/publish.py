@@ -27,6 +27,7 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
+from . import hf_compat
 from .card import PROVENANCE_FILE, render_card
 from .catalog import SPLITS, load_catalog
 
@@ -41,19 +42,12 @@ ROW_GROUP_SIZE = "8MB"
 @contextlib.contextmanager
 def small_row_groups(size: Optional[str] = None):
     """Make datasets' Parquet writers (push_to_hub, to_parquet) aim for row groups of ``size``."""
-    saved = datasets.config.MAX_ROW_GROUP_SIZE
-    datasets.config.MAX_ROW_GROUP_SIZE = size or ROW_GROUP_SIZE
-    try:
+    with hf_compat.max_row_group_size(size or ROW_GROUP_SIZE):
         yield
-    finally:
-        datasets.config.MAX_ROW_GROUP_SIZE = saved
 
 
 def rows_per_row_group(dataset: datasets.Dataset) -> int:
-    from datasets.arrow_writer import get_writer_batch_size_from_data_size
-
-    with small_row_groups():
-        return get_writer_batch_size_from_data_size(len(dataset), dataset._estimate_nbytes())
+    return hf_compat.rows_per_row_group(dataset, ROW_GROUP_SIZE)
 
 
 def resolve_configs(configs: Optional[Iterable[str]] = None, all_configs: bool = False) -> List[str]:
@@ -134,7 +128,7 @@ def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_
 def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict, max_shard_size,
                           num_shards: Optional[int] = None) -> datasets.DatasetInfo:
     """Write ``<out_dir>/<name>/<split>-XXXXX-of-NNNNN.parquet`` atomically (temp folder, then rename)."""
-    max_bytes = datasets.utils.py_utils.convert_file_size_to_int(max_shard_size)
+    max_bytes = hf_compat.file_size_to_bytes(max_shard_size)
     partial = os.path.join(out_dir, f".{name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
@@ -160,20 +154,13 @@ def _write_parquet_config(out_dir: str, name: str, dataset: datasets.DatasetDict
 
 def _shard_count(dataset: datasets.Dataset, max_bytes: int, num_shards: Optional[int]) -> int:
     if num_shards is None:
-        num_shards = int(dataset._estimate_nbytes() / max_bytes) + 1  # as push_to_hub computes it
+        num_shards = int(hf_compat.estimated_nbytes(dataset) / max_bytes) + 1  # as push_to_hub computes it
     return max(1, min(num_shards, dataset.num_rows))
 
 
 def _with_config_metadata(metadata: dict, name: str, info: datasets.DatasetInfo) -> dict:
-    from datasets.info import DatasetInfosDict
-    from datasets.utils.metadata import MetadataConfigs
-    from huggingface_hub import DatasetCardData
-
-    card_data = DatasetCardData(**metadata)
-    MetadataConfigs({name: {"data_files": [{"split": s, "path": f"{name}/{s}-*"} for s in SPLITS]}}
-                    ).to_dataset_card_data(card_data)
-    DatasetInfosDict({name: info}).to_dataset_card_data(card_data)
-    return card_data.to_dict()
+    data_files = [{"split": s, "path": f"{name}/{s}-*"} for s in SPLITS]
+    return hf_compat.card_metadata_with_config(metadata, name, data_files, info)
 
 
 def _read_local_card(out_dir: str) -> Tuple[dict, Dict[str, dict]]:
@@ -198,28 +185,7 @@ def _write_local_card(out_dir: str, metadata: dict, provenance: Dict[str, dict])
 # ------------------------------------------------------------------------------------------------ push
 
 
-@contextlib.contextmanager
-def hub_endpoint(endpoint: Optional[str]):
-    """Point datasets and huggingface_hub at ``endpoint`` (both read HF_ENDPOINT only when imported)."""
-    if not endpoint:
-        yield
-        return
-    import huggingface_hub.constants as hub_constants
-
-    endpoint = endpoint.rstrip("/")
-    saved = (datasets.config.HF_ENDPOINT, hub_constants.ENDPOINT, hub_constants.HUGGINGFACE_CO_URL_TEMPLATE,
-             os.environ.get("HF_ENDPOINT"))
-    datasets.config.HF_ENDPOINT = hub_constants.ENDPOINT = endpoint
-    hub_constants.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    os.environ["HF_ENDPOINT"] = endpoint
-    try:
-        yield
-    finally:
-        datasets.config.HF_ENDPOINT, hub_constants.ENDPOINT, hub_constants.HUGGINGFACE_CO_URL_TEMPLATE = saved[:3]
-        if saved[3] is None:
-            os.environ.pop("HF_ENDPOINT", None)
-        else:
-            os.environ["HF_ENDPOINT"] = saved[3]
+hub_endpoint = hf_compat.hub_endpoint  # points datasets and huggingface_hub at --endpoint for a push
 
 
 def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool = False, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
@@ -230,7 +196,7 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
     With ``from_export``, the configs come from that folder; ``config_names=None`` publishes all of them.
     """
     with hub_endpoint(endpoint):
-        api = HfApi(endpoint=datasets.config.HF_ENDPOINT, token=token, library_name="medmnist-plus")
+        api = HfApi(endpoint=hf_compat.current_endpoint(), token=token, library_name="medmnist-plus")
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         exported = _read_local_card(from_export)[1] if from_export else {}
         if config_names is None:
@@ -247,7 +213,7 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
             _update_hub_card(api, repo_id, remove=name)  # unlisted while its shards are replaced
             # Shard counts computed here as push_to_hub would, but never above the row count (datasets 5.2
             # fails on empty shards when max_shard_size is small next to a split).
-            max_bytes = datasets.utils.py_utils.convert_file_size_to_int(max_shard_size)
+            max_bytes = hf_compat.file_size_to_bytes(max_shard_size)
             shards = {split: _shard_count(dataset[split], max_bytes, num_shards) for split in dataset}
             with small_row_groups():
                 dataset.push_to_hub(repo_id, config_name=name, num_shards=shards, token=token, private=private,

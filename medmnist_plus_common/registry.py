@@ -4,15 +4,13 @@ datasets 5 runs no dataset scripts and has no public plug-in point for packaged 
 private ``datasets.load.dataset_module_factory``: for the names ``medmnist_plus`` and the 18 dataset flags it
 returns our builder module; anything else (and a local folder of that name) goes to datasets unchanged.
 ``register()`` checks that the private pieces still have the shape it relies on, and fails with a clear
-message when they do not; the builders themselves never depend on this hook.
+message when they do not (the private access itself lives in :mod:`.hf_compat`); the builders themselves never
+depend on this hook.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.abc
-import inspect
-import os
 import sys
 import warnings
 from typing import Dict
@@ -20,7 +18,6 @@ from typing import Dict
 from .errors import RegistryIncompatibleError
 
 UMBRELLA_MODULE = "builders.medmnist_plus"
-_TESTED_WITH = "datasets 5.2"
 
 
 def builder_modules() -> Dict[str, str]:
@@ -32,65 +29,21 @@ def builder_modules() -> Dict[str, str]:
     return modules
 
 
-def _incompatible(detail: str) -> RegistryIncompatibleError:
-    import datasets
-
-    return RegistryIncompatibleError(
-        f'load_dataset("medmnist_plus", ...) needs a private hook of the datasets library that datasets '
-        f"{datasets.__version__} does not offer as expected ({detail}); it was tested with {_TESTED_WITH}. "
-        "Use the builders directly instead, e.g. `medmnist_plus_common.load(\"organmnist3d-64\")` or "
-        "`builders.MedMNISTPlus(config_name=\"organmnist3d-64\").download_and_prepare()`, or install a "
-        "datasets version this package supports."
-    )
-
-
 def register() -> None:
     """Install the hook (idempotent). Raises :class:`RegistryIncompatibleError` if datasets changed shape.
 
     Besides ``datasets.load``, ``datasets.inspect`` holds its own reference to the factory (it imports it by name
     for ``get_dataset_config_names``), so the hook replaces that reference too; ``load_dataset_builder``,
-    ``get_dataset_split_names`` and ``get_dataset_infos`` go through ``datasets.load``'s.
+    ``get_dataset_split_names`` and ``get_dataset_infos`` go through ``datasets.load``'s. The private pieces are
+    handled (and checked) in :mod:`.hf_compat`.
     """
+    from . import hf_compat
+
     try:
-        from datasets import inspect as hf_inspect
-        from datasets import load
-    except ImportError as err:  # pragma: no cover - datasets is a hard dependency
-        raise _incompatible(f"cannot import datasets.load / datasets.inspect: {err}") from err
-
-    factory = getattr(load, "dataset_module_factory", None)
-    module_class = getattr(load, "DatasetModule", None)
-    builder_loader = getattr(load, "load_dataset_builder", None)
-    if factory is None or module_class is None or builder_loader is None:
-        raise _incompatible("datasets.load lacks dataset_module_factory, DatasetModule or load_dataset_builder")
-    original = getattr(factory, "_medmnist_plus_original", None)
-    if original is not None:
-        if getattr(hf_inspect, "dataset_module_factory", None) is original:  # e.g. datasets.inspect reloaded
-            hf_inspect.dataset_module_factory = factory
-        return
-    if "dataset_module_factory" not in builder_loader.__code__.co_names:
-        raise _incompatible("load_dataset_builder no longer calls dataset_module_factory")
-    inspect_factory = getattr(hf_inspect, "dataset_module_factory", None)
-    if inspect_factory is not None and inspect_factory is not factory:
-        raise _incompatible("datasets.inspect.dataset_module_factory is not datasets.load's")
-    if getattr(hf_inspect, "load_dataset_builder", builder_loader) is not builder_loader:
-        raise _incompatible("datasets.inspect.load_dataset_builder is not datasets.load's")
-    fields = list(inspect.signature(module_class).parameters)
-    if fields[:3] != ["module_path", "hash", "builder_kwargs"]:
-        raise _incompatible(f"DatasetModule fields are {fields}")
-
-    modules = builder_modules()
-
-    @functools.wraps(factory)
-    def dataset_module_factory(path, *args, **kwargs):
-        module_path = modules.get(path) if isinstance(path, str) else None
-        if module_path is not None and not os.path.isdir(path):
-            return module_class(module_path, None, {"dataset_name": path})
-        return factory(path, *args, **kwargs)
-
-    dataset_module_factory._medmnist_plus_original = factory
-    load.dataset_module_factory = dataset_module_factory
-    if inspect_factory is not None:
-        hf_inspect.dataset_module_factory = dataset_module_factory
+        hf_compat.check()
+    except hf_compat.IncompatibleLibraryError as err:
+        raise RegistryIncompatibleError(str(err)) from err
+    hf_compat.install_load_hook(builder_modules())
 
 
 class _RegisterOnDatasetsImport(importlib.abc.MetaPathFinder):
@@ -149,11 +102,6 @@ def register_when_datasets_is_imported() -> None:
 
 
 def unregister() -> None:
-    from datasets import inspect as hf_inspect
-    from datasets import load
+    from . import hf_compat
 
-    original = getattr(load.dataset_module_factory, "_medmnist_plus_original", None)
-    if original is not None:
-        if getattr(hf_inspect, "dataset_module_factory", None) is load.dataset_module_factory:
-            hf_inspect.dataset_module_factory = original
-        load.dataset_module_factory = original
+    hf_compat.uninstall_load_hook()

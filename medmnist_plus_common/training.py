@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from . import hf_compat
+
 
 def _pixels(value) -> np.ndarray:
     """An image/volume value as a uint8 array: PIL images, nested lists and arrays alike."""
@@ -150,7 +152,7 @@ class ArrowBatches:
         """Per record batch of the cache: (first row, a (rows, *shape) uint8 view of the mapped file)."""
         if self._views is None:
             views, start = [], 0
-            for chunk in self.dataset.data.table.column(self.column).chunks:  # the memory-mapped table
+            for chunk in hf_compat.arrow_table(self.dataset).column(self.column).chunks:  # the memory-mapped table
                 views.append((start, _chunk_values(chunk, self.shape, zero_copy=True)))
                 start += len(chunk)
             self._views = views
@@ -159,7 +161,7 @@ class ArrowBatches:
     def _small_columns(self):
         """``index`` and ``label`` of the whole split as numpy arrays (a few bytes a row), made once per worker."""
         if self._columns is None:
-            table = self.dataset.data.table
+            table = hf_compat.arrow_table(self.dataset)
             self._columns = table.column("index").to_numpy(), arrow_label_values(table.column("label"))
         return self._columns
 
@@ -174,7 +176,7 @@ class ArrowBatches:
         """Decode the PNGs of ``indices``: a take() per record batch, so only those rows' bytes are copied."""
         import pyarrow as pa
 
-        column = self.dataset.data.table.column(self.column)
+        column = hf_compat.arrow_table(self.dataset).column(self.column)
         images = [None] * len(indices)
         start = 0
         for chunk in column.chunks:
@@ -190,8 +192,9 @@ class ArrowBatches:
         import torch
 
         indices = np.asarray(indices, dtype=np.int64)
-        if self.dataset._indices is not None:  # a select()/shuffle() view: map to rows of the cache file
-            indices = self.dataset._indices.column(0).to_numpy()[indices].astype(np.int64)  # stored as uint64
+        mapping = hf_compat.indices_mapping(self.dataset)
+        if mapping is not None:  # a select()/shuffle() view: map to rows of the cache file
+            indices = mapping[indices].astype(np.int64)  # stored as uint64
         if self.is_png:
             images = torch.from_numpy(channels_first(self._png_images(indices), self.column))
         else:
