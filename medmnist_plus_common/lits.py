@@ -17,7 +17,8 @@ choices, since MedMNIST never published its preprocessing):
   the code; otherwise the code does, through :data:`ORGAN_CODES`. Blank lines and ``#`` comments are skipped.
 - Records: one per organ box, named ``<path of the volume>#<code>`` (e.g. ``Training Batch 1/volume-0.nii#1``).
 - ``test-volume-59`` is stored with its 2nd and 3rd voxel axes swapped (512 x Z x 512 where every other volume is
-  512 x 512 x Z). Detected by shape (axes 0 and 2 equal, axis 1 different: :func:`stored_permutation`), for any
+  512 x 512 x Z; ASSUMPTION taken from other LiTS readers, which swap its axes 1 and 2 to match the boxes; the
+  genuine file was not available here). Detected by shape (axes 0 and 2 equal, axis 1 different: :func:`stored_permutation`), for any
   volume: the axes are swapped back (the affine's columns alike) before the box is applied, as the box files
   describe the volume in the usual order.
 - Volumes without voxel spacing: see :mod:`.nifti` (voxel axes taken as L, P, S; a warning says so).
@@ -33,8 +34,10 @@ DICOM order (affine ``diag(-sx, -sy, sz)``, axis codes L, P, S, what LiTS volume
 running towards the patient's left, axis 1 = y towards posterior, axis 2 = z towards superior; its axial slice
 ``v[x0:x1, y0:y1, c]`` is shown transposed (rows y, columns x) and its coronal and sagittal slices with z
 reversed (head up). A RAS-stored volume (``diag(sx, sy, sz)``) has the same axes with x and y running the other
-way, so its slices are also flipped left-right (and axial ones up-down) to look the same. 2D (Organ{A,C,S}MNIST): the plane's normal is the voxel axis that
-runs along S-I (axial), A-P (coronal) or L-R (sagittal) according to the affine; the slice is the box's center
+way, so its slices are also flipped left-right (and axial ones up-down) to look the same.
+
+2D (Organ{A,C,S}MNIST): the plane's normal is the voxel axis that runs along S-I (axial), A-P (coronal) or L-R
+(sagittal) according to the affine; the slice is the box's center
 along that axis, ``x0 + crop_offset(x1 - x0, 1)`` (``int(round((n - 1) / 2))``, halves to even like
 :func:`imageops.crop_offset`); the image is the box's two other extents on that slice, resized by PIL (bilinear,
 as the measured 2D rule) straight to size x size (the box's aspect is not kept: the text says "resized"; no JPEG
