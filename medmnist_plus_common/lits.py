@@ -18,9 +18,11 @@ choices, since MedMNIST never published its preprocessing):
 - Records: one per organ box, named ``<path of the volume>#<code>`` (e.g. ``Training Batch 1/volume-0.nii#1``).
 - ``test-volume-59`` is stored with its 2nd and 3rd voxel axes swapped (512 x Z x 512 where every other volume is
   512 x 512 x Z; ASSUMPTION taken from other LiTS readers, which swap its axes 1 and 2 to match the boxes; the
-  genuine file was not available here). Detected by shape (axes 0 and 2 equal, axis 1 different: :func:`stored_permutation`), for any
-  volume: the axes are swapped back (the affine's columns alike) before the box is applied, as the box files
-  describe the volume in the usual order.
+  genuine file was not available here). Detected by shape (axes 0 and 2 equal, axis 1 different:
+  :func:`stored_permutation`), for any volume: the axes are swapped back before the box is applied, as the box
+  files describe the volume in the usual order. The affine is read either way: if its columns, swapped alike,
+  make axis 2 the S-I axis, it described the stored axes; if it does so unswapped, it was written for the usual
+  order and is used as it is.
 - Volumes without voxel spacing: see :mod:`.nifti` (voxel axes taken as L, P, S; a warning says so).
 
 HU -> gray: the abdominal window (ASSUMPTION: level 50 HU, width 400 HU, the usual abdominal window; the value
@@ -234,10 +236,17 @@ def open_lits_volume(path: Path) -> NiftiVolume:
 
     image = load_image(path)
     permutation = stored_permutation(image.shape)
+    volume = open_volume(path, permutation, image=image)
     if permutation != (0, 1, 2):
         logger.info("%s: stored with voxel axes 1 and 2 swapped (shape %s, as LiTS test-volume-59): swapped back "
                     "before its boxes are applied.", path, tuple(image.shape))
-    return open_volume(path, permutation, image=image)
+        # Swapped back, axis 2 is the slice (S-I) axis. An affine that describes the stored (swapped) axes says so
+        # once its columns are swapped too; one written for the usual order says so as it is: use that one.
+        stored_codes = (volume.codes[0], volume.codes[2], volume.codes[1])
+        if volume.spacing_known and volume.codes[2] not in "SI" and stored_codes[2] in "SI":
+            logger.info("%s: its affine describes the usual axis order, not the stored one: used as it is.", path)
+            volume.codes = stored_codes
+    return volume
 
 
 @dataclass(frozen=True)

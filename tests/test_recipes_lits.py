@@ -206,12 +206,20 @@ def test_a_ras_volume_is_flipped_to_the_same_display(collection):
                                   v["v1"][32, 12:30, 2:22].T[::-1, ::-1])
 
 
-def test_swapped_axes_volume_is_reoriented_before_its_box(collection, caplog):
+def test_swapped_axes_volume_is_reoriented_before_its_box(collection, tmp_path):
     root, v = collection
     for flag, expect in [("organamnist", axial), ("organcmnist", coronal), ("organsmnist", sagittal),
                          ("organmnist3d", box3d)]:
         recipe = recipe_for(flag)
         got = recipe.load(root, record(recipe, "Test Data/test-volume-59.nii#11"))
+        np.testing.assert_array_equal(got, expect(v["t59"], BOX_T59[11]))
+    # the same file with an affine written for the usual order (not for the stored, swapped axes)
+    other = tmp_path / "usual-affine"
+    save(other / "test-volume-59.nii", np.ascontiguousarray(v["t59"].transpose(0, 2, 1)), LPS)
+    write_boxes(other / "test-segmentation-59.txt", BOX_T59)
+    for flag, expect in [("organamnist", axial), ("organcmnist", coronal), ("organmnist3d", box3d)]:
+        recipe = recipe_for(flag)
+        got = recipe.load(other, recipe.records(other)[0])
         np.testing.assert_array_equal(got, expect(v["t59"], BOX_T59[11]))
     assert lits.stored_permutation((512, 75, 512)) == (0, 2, 1)
     assert lits.stored_permutation((512, 512, 75)) == (0, 1, 2)
