@@ -45,7 +45,9 @@ name, see `medmnist-plus info tissuemnist`). Pass the folder holding the class f
     mode, crop, source_format = "L", SQUARE, "TIFF"
 
     def is_root(self, path):
-        return sum((path / name).is_dir() for name in CLASS_FOLDERS) >= 2 and (path / "0").is_dir()
+        # class folders "0".."7" (with "0" among them), or named by the catalog's label names
+        found = [name for name in CLASS_FOLDERS if (path / name).is_dir()]
+        return len(found) >= 2 and ("0" in found or any(not name.isdigit() for name in found))
 
     def records(self, root):
         return class_folder_records(root, {None: ""}, {k: v for k, v in CLASS_FOLDERS.items() if (root / k).is_dir()},

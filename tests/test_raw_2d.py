@@ -359,3 +359,20 @@ def test_raw_build_with_two_processes_equals_the_recipe(tmp_path, cache_dir):
                                            cache_dir=cache_dir)
     builder.download_and_prepare(verification_mode="no_checks", num_proc=2)
     check_rows("tissuemnist", all_rows(builder.as_dataset()), records, root, 28)
+
+
+def test_tissue_class_folders_named_by_label_name_are_found(tmp_path, cache_dir):
+    """The TissueMNIST instructions allow class folders named by the catalog's label names instead of 0-7."""
+    data_dir, root, records = copy_collection("tissuemnist", tmp_path, 1)
+    names = load_catalog()["tissuemnist"].labels
+    renamed = []
+    for rec, label, part in records:
+        folder = root / names[label]
+        folder.mkdir(exist_ok=True)
+        new = f"{names[label]}/{rec.split('/', 1)[1]}"
+        (root / rec).rename(root / new)
+        renamed.append((new, label, part))
+    for label in range(8):
+        (root / str(label)).rmdir()
+    builder = build_raw("tissuemnist", data_dir, cache_dir)
+    check_rows("tissuemnist", all_rows(builder.as_dataset()), renamed, root, 28)
