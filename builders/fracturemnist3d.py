@@ -81,7 +81,7 @@ def instance_centers(path: Path) -> Dict[int, Tuple[int, int, int]]:
             coords = np.nonzero(slab == instance)
             entry = sums.setdefault(int(instance), np.zeros(4))
             entry += (coords[0].sum(), coords[1].sum(), coords[2].sum() + z0 * len(coords[2]), len(coords[2]))
-    # numpy's round: halves to even, like imageops.crop_offset
+    # Python's round: halves to even, like imageops.crop_offset
     return {i: tuple(int(round(s / e[3])) for s in e[:3]) for i, e in sums.items()}
 
 
