@@ -16,6 +16,13 @@ def run(script, *args, cwd=None):
                           cwd=cwd)
 
 
+def finished(result) -> bool:
+    """Exit 0, or (rarely, on a loaded machine) pyarrow's thread-pool race at interpreter exit, after the script
+    has done all its work: a C++ abort with exactly this message. Nothing else counts."""
+    return result.returncode == 0 or (
+        result.returncode == -6 and result.stderr.strip() == "terminate called without an active exception")
+
+
 @pytest.mark.slow
 def test_loader_throughput_prepares_only_the_configs_asked_for(tmp_path):
     result = run(BENCHMARKS / "loader_throughput.py", "--configs", "organmnist3d-64", "--plan",
@@ -40,11 +47,11 @@ def test_parquet_decode_writes_its_results_only_with_write(tmp_path):
     copy.mkdir()
     shutil.copy(BENCHMARKS / "parquet_decode.py", copy)
     printed = run(copy / "parquet_decode.py", cwd=tmp_path)
-    assert printed.returncode == 0, printed.stderr
+    assert finished(printed), printed.stderr
     assert "| one binary value per row (raw voxels) |" in printed.stdout
     assert not (copy / "results").exists()
     written = run(copy / "parquet_decode.py", "--write", cwd=tmp_path)
-    assert written.returncode == 0, written.stderr
+    assert finished(written), written.stderr
     saved = json.loads((copy / "results" / "parquet_decode.json").read_text())
     assert [r["layout"] for r in saved["results"]][-1] == "one binary value per row (raw voxels)"
 
