@@ -89,8 +89,9 @@ def locate_release(
     url = release_url(release, base_url)
     if offline:
         raise DownloadError(
-            f"{release.file} is not in the cache ({target}) and offline mode is on, so it cannot be downloaded "
-            f"from {url}. Turn offline mode off, or pass data_dir=<folder with {release.file}>."
+            f"{release.file} is not in the cache ({target}) and offline mode is on (HF_HUB_OFFLINE or "
+            f"HF_DATASETS_OFFLINE), so it cannot be downloaded from {url}. Unset it, or pass "
+            f"data_dir=<folder with {release.file}>."
         )
     download(url, target, md5=release.md5, force=force_download)
     return target
@@ -153,7 +154,7 @@ def _fetch_with_retries(url: str, partial: str) -> None:
                 raise DownloadError(
                     f"Downloading {url} failed: HTTP {err.code} {err.reason}. "
                     + ("The file is not at that address: check the base URL / mirror. " if err.code == 404 else "")
-                    + "Nothing was cached."
+                    + _what_was_kept(partial)
                 ) from err
             failure = f"HTTP {err.code}"
             retry_after = _retry_after_seconds(err.headers.get("Retry-After"))
