@@ -263,6 +263,10 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         strict = self._verification_mode != VerificationMode.NO_CHECKS
         self._source = self.make_source(strict, dl_manager)
         shards = self._source.plan()
+        if not strict:  # a subset or partial collection: progress bars count its rows, not the catalog's
+            self.info.splits = datasets.SplitDict.from_split_dict(
+                [datasets.SplitInfo(name=split, num_examples=count) for split, count in self._source.counts().items()],
+                dataset_name=self.dataset_name)
         # A split with no rows (a partial raw collection) is left out: datasets cannot read an empty split.
         return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split, "shards": shards[split]})
                 for split in SPLITS if shards[split] and shards[split] != [(0, 0)]]

@@ -153,7 +153,6 @@ DEMO_COUNTS = {"train": 24, "validation": 8, "test": 8}
 
 
 def _demo(workdir: str, keep: bool) -> int:
-    import datasets
     import numpy as np
 
     from . import builder_for
@@ -170,10 +169,6 @@ def _demo(workdir: str, keep: bool) -> int:
         path = write_synthetic_release(os.path.join(data_dir, facts.files[size].file), facts, size,
                                        counts=DEMO_COUNTS, seed=1)
         instance = builder_for(config, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
-        # the sample's own split sizes, not the official ones: the progress bars then end at 100 %
-        instance.info.splits = datasets.SplitDict.from_split_dict(
-            [datasets.SplitInfo(name=split, num_examples=count) for split, count in DEMO_COUNTS.items()],
-            dataset_name=instance.dataset_name)
         instance.download_and_prepare(verification_mode="no_checks")
         built = instance.as_dataset()
         streamed = instance.as_streaming_dataset(split="test")

@@ -72,6 +72,10 @@ class OfficialSource:
         return {split: shard_ranges(rows, max(1, min(SHARDS_PER_SPLIT, rows // MIN_ROWS_PER_SHARD)))
                 for split, rows in self._rows.items()}
 
+    def counts(self) -> Dict[str, int]:
+        """Rows per split (after :meth:`plan`)."""
+        return dict(self._rows)
+
     def rows(self, split: str, row_ranges: Sequence[Tuple[int, int]]) -> Iterator[Tuple[int, Row]]:
         """``(shard number, (index, pixels, label))`` for the rows of ``row_ranges``, in order."""
         with ReleaseArchive(self.path) as archive:
@@ -146,6 +150,10 @@ class RawSource:
             items = [(a.index, a.record.record, a.record.label, a.record.source_split) for a in plan.split(split)]
             shards[split] = [items[i:i + RAW_RECORDS_PER_SHARD] for i in range(0, len(items), RAW_RECORDS_PER_SHARD)]
         return shards
+
+    def counts(self) -> Dict[str, int]:
+        """Records per split (before bad or blank ones are dropped)."""
+        return self._planned().counts()
 
     def rows(self, split: str, shards: Sequence[Sequence[Tuple[int, str, Any, Optional[str]]]]) -> Iterator[Tuple[int, Row]]:
         from .recipes import RawRecord, label_array
