@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import datasets
-from datasets.builder import Key
 from datasets.exceptions import DatasetGenerationError
 from datasets.utils.info_utils import VerificationMode
 
+from . import hf_compat
 from .catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, _unknown_message, load_catalog
 from .download import locate_release
 from .errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
@@ -110,6 +110,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     _verification_mode = VerificationMode.NO_CHECKS
 
     def __init__(self, *args, dataset_name: Optional[str] = None, writer_batch_size: Optional[int] = None, **kwargs):
+        hf_compat.check()  # the private pieces below (overrides, Key) exist in the installed datasets
         super().__init__(*args, dataset_name=dataset_name or self.DATASET_NAME, **kwargs)
         if writer_batch_size is None:
             row_bytes = math.prod(self.config.facts.image_shape(self.config.size))
@@ -231,7 +232,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             base_url=config.base_url,
             force_download=bool(download_config and download_config.force_download),
             strict=strict,
-            offline=datasets.config.HF_HUB_OFFLINE,
+            offline=hf_compat.offline(),
         )
         return OfficialSource(facts, config.size, path, strict)
 
@@ -290,7 +291,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                 column: encode_sample(facts, pixels, self.config.image_storage),
                 "label": encode_label(facts, label),
             }
-            yield Key(shard, index), example
+            yield hf_compat.example_key(shard, index), example
 
 
 def _recipe(flag: str):

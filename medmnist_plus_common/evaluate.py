@@ -330,12 +330,13 @@ def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, rep
         return np.concatenate(indices), np.concatenate(labels), source.describe()
     import datasets
 
+    from . import hf_compat
     from .download import locate_release
     from .release import ReleaseArchive, member_name
 
     downloads = os.path.join(os.path.expanduser(cache_dir), "downloads") if cache_dir else datasets.config.DOWNLOADED_DATASETS_PATH
     path = locate_release(facts.files[size], cache_dir=str(downloads), data_dir=data_dir, base_url=base_url, strict=False,
-                          offline=datasets.config.HF_HUB_OFFLINE)
+                          offline=hf_compat.offline())
     with ReleaseArchive(path) as archive:
         labels = archive.read_array(member_name(split, "labels"))
     labels = labels.astype(np.uint8) if facts.is_multilabel else labels.reshape(-1).astype(np.int64)

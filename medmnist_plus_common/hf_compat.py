@@ -19,7 +19,9 @@ Public arguments are used wherever they exist (``HfApi(endpoint=...)``, ``to_par
 
 :func:`check` verifies the versions and that each of these exists, once per process; a mismatch raises
 :class:`IncompatibleLibraryError` naming everything that is missing and what to install.
-(builder.py's ``GeneratorBasedBuilder`` overrides are the builder's own business and are not routed through here.)
+* the builder's overrides of ``GeneratorBasedBuilder`` (``_create_builder_config`` for configs made on the fly
+  and cache keys, ``_download_and_prepare`` to learn the verification mode, ``_prepare_split_single`` to surface our
+  errors) and ``datasets.builder.Key`` (shard-aware example keys), checked here with the rest.
 """
 
 from __future__ import annotations
@@ -72,6 +74,14 @@ def _private_pieces() -> Dict[str, Callable[[], object]]:
                                                                     "to_dataset_card_data"),
         "datasets.utils.metadata.MetadataConfigs.to_dataset_card_data": attr("datasets.utils.metadata",
                                                                              "MetadataConfigs", "to_dataset_card_data"),
+        "datasets.builder.Key": attr("datasets.builder", "Key"),
+        "datasets.GeneratorBasedBuilder._create_builder_config": attr("datasets", "GeneratorBasedBuilder",
+                                                                      "_create_builder_config"),
+        "datasets.GeneratorBasedBuilder._download_and_prepare": attr("datasets", "GeneratorBasedBuilder",
+                                                                     "_download_and_prepare"),
+        "datasets.GeneratorBasedBuilder._prepare_split_single": attr("datasets", "GeneratorBasedBuilder",
+                                                                     "_prepare_split_single"),
+        "datasets.config.HF_HUB_OFFLINE": attr("datasets.config", "HF_HUB_OFFLINE"),
         "huggingface_hub.constants.ENDPOINT": attr("huggingface_hub.constants", "ENDPOINT"),
         "huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE": attr("huggingface_hub.constants",
                                                                       "HUGGINGFACE_CO_URL_TEMPLATE"),
@@ -279,6 +289,20 @@ def hub_endpoint(endpoint: Optional[str]):
 
 
 # -------------------------------------------------------------------------------- a Dataset's Arrow internals
+
+
+def example_key(shard: int, index: int):
+    """The key of one generated example (``datasets.builder.Key``: shard-aware, so num_proc keeps the order)."""
+    from datasets.builder import Key
+
+    return Key(shard, index)
+
+
+def offline() -> bool:
+    """Whether datasets is in offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, read by datasets at import)."""
+    import datasets
+
+    return bool(datasets.config.HF_HUB_OFFLINE)
 
 
 def arrow_table(dataset):
