@@ -14,7 +14,6 @@ Only numpy and PIL are used; nothing here knows the recipes' code (tests compare
 from __future__ import annotations
 
 import csv
-import io
 import struct
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union

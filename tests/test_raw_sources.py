@@ -9,7 +9,6 @@ regenerate their official rows bit for bit through the real builder.
 import logging
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
