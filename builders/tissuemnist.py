@@ -65,8 +65,11 @@ name, see `medmnist-plus info tissuemnist`). Pass the folder holding the class f
         if stack.shape != (SLICES, SIDE, SIDE):
             raise RawRecordError(f"{path}: has shape {stack.shape}, but a BBBC051 stack is {SLICES} slices of "
                                  f"{SIDE}x{SIDE}. It is not a stack of this collection: replace it, or pass skip_bad=True.")
-        if stack.dtype == np.uint16:
+        if stack.dtype.kind == "u" and stack.dtype.itemsize == 2:  # 16-bit, either byte order
             stack = (stack >> 8).astype(np.uint8)
+        elif stack.dtype != np.uint8:  # casting would wrap or truncate the pixels silently
+            raise RawRecordError(f"{path}: has pixels of type {stack.dtype}, but a BBBC051 stack is 8- or 16-bit "
+                                 "unsigned gray. Convert it (or replace it), or pass skip_bad=True.")
         return Image.fromarray(imageops.max_projection(stack).astype(np.uint8), "L")
 
 

@@ -114,6 +114,11 @@ def test_max_projection_takes_the_maximum_of_the_seven_slices(tmp_path):
     recipe = recipe_for("tissuemnist")
     for name in ("a.tif", "b.npy", "c.npy"):
         assert np.array_equal(np.asarray(recipe.load(tmp_path, RawRecord(f"0/{name}", 0))), projection), name
+    np.save(tmp_path / "0" / "e.npy", (stack.astype(np.uint16) * 256 + 255).astype(">u2"))  # big-endian 16-bit
+    assert np.array_equal(np.asarray(recipe.load(tmp_path, RawRecord("0/e.npy", 0))), projection)
+    np.save(tmp_path / "0" / "f.npy", stack.astype(np.float32) / 255)  # would be cast to black
+    with pytest.raises(RawRecordError, match=r"f\.npy: has pixels of type float32.*8- or 16-bit unsigned"):
+        recipe.load(tmp_path, RawRecord("0/f.npy", 0))
     np.save(tmp_path / "0" / "d.npy", stack[:5])
     with pytest.raises(RawRecordError, match=r"d\.npy: has shape \(5, 32, 32\).*7 slices of 32x32"):
         recipe.load(tmp_path, RawRecord("0/d.npy", 0))
