@@ -80,8 +80,25 @@ class Segment:
     mesh: Any  # trimesh.Trimesh, watertight after the repair
 
 
+def require_mesh_libraries() -> None:
+    """trimesh, pymeshfix and rtree (trimesh's local_voxelize needs it), or a RawSourceError naming the extra."""
+    import importlib
+
+    missing = []
+    for module in ("trimesh", "pymeshfix", "rtree", "scipy"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise RawSourceError(f"VesselMNIST3D's recipe needs {', '.join(missing)}, not installed here. Install the "
+                             "recipes extra: pip install \"medmnist-plus[recipes]\" (trimesh<5, pymeshfix, rtree, "
+                             "scipy).")
+
+
 def read_mesh(path: Path):
     """The mesh of an OBJ file (``trimesh.load(path, force="mesh")``), or :class:`RawRecordError` naming it."""
+    require_mesh_libraries()
     import trimesh
 
     if not path.is_file():

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import RawRecordError
+from .errors import RawRecordError, RawSourceError
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy")
 _WHAT_TO_DO = ("Replace it with the collection's original file, or pass skip_bad=True (CLI --skip-bad) to leave "
@@ -29,12 +29,17 @@ def open_volume(path: Path) -> Any:
     if not path.is_file():
         raise RawRecordError(f"{path}: file not found. The collection is incomplete: copy it again.")
     name = path.name.lower()
+    nibabel = None
+    if name.endswith((".nii", ".nii.gz")):
+        try:
+            import nibabel
+        except ImportError:
+            raise RawSourceError(f"{path}: reading NIfTI files needs nibabel, not installed here. Install the recipes "
+                                 "extra: pip install \"medmnist-plus[recipes]\".") from None
     try:
         if name.endswith(".npy"):
             return np.load(path, mmap_mode="r", allow_pickle=False)
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel
-
+        if nibabel is not None:
             return nibabel.load(str(path)).dataobj
     except Exception as err:  # nibabel and numpy raise many kinds on truncated or foreign files
         raise RawRecordError(f"{path}: cannot be read as a volume ({type(err).__name__}: {err}); the file is "

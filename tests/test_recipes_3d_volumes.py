@@ -9,6 +9,7 @@ import csv
 import logging
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -417,3 +418,12 @@ def test_align_and_regenerate_recover_the_official_rows_of_the_genuine_meshes(tm
             by_index = dict(zip(index.tolist(), regenerated[f"{prefix}_images"]))
             for i, volume in zip(official["index"][mine], official["volumes"][mine]):
                 np.testing.assert_array_equal(by_index[int(i)], volume)
+
+
+def test_a_missing_mesh_library_names_the_extra(tmp_path, monkeypatch):
+    import trimesh
+
+    write_obj(tmp_path / "generated/vessel/obj/a.obj", trimesh.creation.icosphere(2, radius=4.0))
+    monkeypatch.setitem(sys.modules, "rtree", None)  # as if not installed
+    with pytest.raises(RawSourceError, match=r"needs rtree, not installed here.*medmnist-plus\[recipes\]"):
+        VESSEL.load(tmp_path, RawRecord("generated/vessel/obj/a.obj", 0))
