@@ -13,6 +13,8 @@ from PIL import Image
 
 import builders
 from builders.adrenalmnist3d import RECIPE as ADRENAL
+from builders.nodulemnist3d import RECIPE as NODULE
+from builders.pathmnist import RECIPE as PATH
 from medmnist_plus_common.catalog import SPLITS, load_catalog
 from medmnist_plus_common.cli import main
 from medmnist_plus_common.derive import DeriveError, derive
@@ -103,6 +105,7 @@ def test_nodule_64_from_28_and_pathmnist_sizes_from_224(tmp_path):
             assert derived[name].shape == (COUNTS[split], 64, 64, 64)
             for row, want in zip(derived[name], source[name]):
                 np.testing.assert_array_equal(row, resize_gray(want, 64))
+                np.testing.assert_array_equal(row, NODULE.render(want, 64, NODULE.default_variant(64)))
             np.testing.assert_array_equal(derived[member_name(split, "labels")], source[member_name(split, "labels")])
     with np.load(data / "pathmnist_224.npz") as source:
         for size in (28, 64, 128):
@@ -112,8 +115,32 @@ def test_nodule_64_from_28_and_pathmnist_sizes_from_224(tmp_path):
                 for row, want in zip(images, source["test_images"]):
                     np.testing.assert_array_equal(row, np.asarray(Image.fromarray(want).resize((size, size),
                                                                                                  Image.BILINEAR)))
+                    # what the raw recipe makes from the 224 px tile (which is the 224 release row)
+                    np.testing.assert_array_equal(row, PATH.render(Image.fromarray(want), size,
+                                                                   PATH.default_variant(size)))
     files = json.loads((out / "medmnist_plus_regenerated.json").read_text())["files"]
     assert sorted(files) == ["nodulemnist3d_64.npz", "pathmnist.npz", "pathmnist_128.npz", "pathmnist_64.npz"]
+
+
+def test_fracture_28_from_64_is_the_recipes_gray_zoom(tmp_path):
+    # FractureMNIST3D's recipe: 64 = the windowed 64^3 crop, 28 = resize_gray of that same crop
+    from builders.fracturemnist3d import RECIPE as FRACTURE
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_synthetic_release(str(data / "fracturemnist3d_64.npz"), load_catalog()["fracturemnist3d"], 64, COUNTS)
+    derive("fracturemnist3d", 64, 28, data, tmp_path / "out")
+    with np.load(data / "fracturemnist3d_64.npz") as source, np.load(tmp_path / "out" / "fracturemnist3d.npz") as out:
+        for split in SPLITS:
+            name = member_name(split, "images")
+            assert out[name].shape == (COUNTS[split], 28, 28, 28)
+            for row, v64 in zip(out[name], source[name]):
+                np.testing.assert_array_equal(row, resize_gray(v64, 28))
+                # the recipe, given the HU crop whose window is this 64^3 row, makes this 28^3 row
+                level, width = (float(dict(FRACTURE.default_variant(64).options)[k]) for k in ("level", "width"))
+                hu = (level - width / 2) + v64.astype(float) * width / 255
+                np.testing.assert_array_equal(FRACTURE.render(hu, 64, FRACTURE.default_variant(64)), v64)
+                np.testing.assert_array_equal(FRACTURE.render(hu, 28, FRACTURE.default_variant(28)), row)
 
 
 def test_pairs_the_recipe_does_not_allow_are_refused(tmp_path, capsys):
