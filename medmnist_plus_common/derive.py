@@ -182,7 +182,12 @@ def derive(flag: str, from_size: int, to_size: int, data_dir, out_dir) -> Derive
     for split in SPLITS:
         members[member_name(split, "images")] = ((rows[split],) + out_shape, image_chunks(split))
         members[member_name(split, "labels")] = ((rows[split],) + facts.label_shape(), label_chunks(split))
-    write_npz_members(target, {name: members[name] for name in OFFICIAL_MEMBER_ORDER})
+    try:
+        write_npz_members(target, {name: members[name] for name in OFFICIAL_MEMBER_ORDER})
+    except BaseException:
+        if os.path.exists(target + ".partial"):  # nothing half-written is left behind
+            os.remove(target + ".partial")
+        raise
 
     upstream = regenerated_provenance(data_dir, source_name)
     entry = {"source": "derived", "from": source_name, "from_size": from_size, "size": to_size,

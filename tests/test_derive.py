@@ -183,3 +183,20 @@ def test_the_genuine_28_file_cannot_be_a_source_for_64(tmp_path):
     # The genuine file here is size 28: the recipe makes 28 from 64, never 64 from 28.
     with pytest.raises(DeriveError, match=r"size 64 cannot be derived from size 28"):
         derive("adrenalmnist3d", 28, 64, SHARED_DATA, tmp_path / "out")
+
+
+def test_a_corrupt_source_fails_with_its_name_and_leaves_no_output(tmp_path):
+    from medmnist_plus_common.errors import ReleaseFileError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    path = write_synthetic_release(str(data / "nodulemnist3d.npz"), load_catalog()["nodulemnist3d"], 28, COUNTS)
+    blob = bytearray(open(path, "rb").read())
+    middle = len(blob) // 3
+    blob[middle:middle + 64] = bytes(64)  # damage the deflated pixels of a member
+    open(path, "wb").write(bytes(blob))
+    out = tmp_path / "out"
+    with pytest.raises(ReleaseFileError, match=r"nodulemnist3d\.npz: .*corrupt"):
+        derive("nodulemnist3d", 28, 64, data, out)
+    assert not any(name.startswith("nodulemnist3d_64") for name in os.listdir(out))
+    assert not (out / "medmnist_plus_regenerated.json").exists()
