@@ -188,6 +188,12 @@ def test_the_genuine_degenerate_segment_is_dropped_and_reported_at_every_size(tm
     assert len(built) == 5  # 6 segments, the degenerate one dropped
     assert f"Dropped {DEGENERATE}: its output is blank" in caplog.text
     assert "1 record(s) skipped or dropped" in caplog.text
+    # the 64^3 build keeps the same rows (the degenerate one dropped again), labelled with its grid
+    builder64 = build(builders.VesselMNIST3D, "64", INTRA, cache_dir)
+    built64 = volumes_by_index(builder64)
+    assert sorted(built64) == sorted(built)
+    assert all(v.shape == (64, 64, 64) and v.any() for v, _ in built64.values())
+    assert "65^3 voxels" in builder64.provenance()["recipe"]["voxelize"]
 
 
 def write_obj(path, mesh):
