@@ -229,6 +229,7 @@ def main() -> None:
     print(table(results))
     if args.write:
         out = HERE / "results" / "raw_regenerate_throughput.json"
+        out.parent.mkdir(exist_ok=True)
         payload = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                    "images_per_dataset": args.images, "repeat": args.repeat, "results": results}
         out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -56,7 +56,29 @@ def test_parquet_decode_writes_its_results_only_with_write(tmp_path):
     assert [r["layout"] for r in saved["results"]][-1] == "one binary value per row (raw voxels)"
 
 
-@pytest.mark.parametrize("script", ["build_memory_and_speed.py", "loader_throughput.py", "parquet_decode.py"])
+@pytest.mark.slow
+def test_raw_regenerate_throughput_writes_its_results_only_with_write(tmp_path):
+    copy = tmp_path / "benchmarks"  # a copy, so the run cannot touch the committed results
+    copy.mkdir()
+    for name in ("raw_regenerate_throughput.py", "proc_memory.py"):
+        shutil.copy(BENCHMARKS / name, copy)
+    args = ["--images", "16", "--flags", "bloodmnist,tissuemnist", "--workdir", str(tmp_path / "work")]
+    printed = run(copy / "raw_regenerate_throughput.py", *args, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "| bloodmnist | 16 (360x363 RGB JPEG) |" in printed.stdout and "| tissuemnist | 16 " in printed.stdout
+    assert not (copy / "results").exists()
+    written = run(copy / "raw_regenerate_throughput.py", *args, "--write", cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    saved = json.loads((copy / "results" / "raw_regenerate_throughput.json").read_text())
+    assert list(saved["results"]) == ["bloodmnist", "tissuemnist"]
+    blood = saved["results"]["bloodmnist"]
+    assert blood["regenerate_224_np1"]["images"] == blood["decode_floor"]["images"] == 16
+    assert blood["regenerate_all_sizes_np1"]["output_bytes"] > blood["regenerate_224_np1"]["output_bytes"]
+    assert blood["regenerate_224_np1"]["peak_rss_largest_process"] > 50 * 2**20
+
+
+@pytest.mark.parametrize("script", ["build_memory_and_speed.py", "loader_throughput.py", "parquet_decode.py",
+                                    "raw_regenerate_throughput.py"])
 def test_every_benchmark_that_saves_results_has_a_write_switch(script):
     source = (BENCHMARKS / script).read_text()
     assert '"--write"' in source and "if args.write:" in source
