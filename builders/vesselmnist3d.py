@@ -27,7 +27,8 @@ size s uses radius ceil(s / 2) and pitch 29 / (2 * radius + 1). Change it with t
 The collection has one degenerate segment (``generated/vessel/obj/ArteryObjAN186-10.obj``, 11 vertices, ~1.4 mm):
 it voxelizes to a single voxel, its 28^3 volume is blank, and it is dropped and reported (MedMNIST dropped it too:
 validation has 191 rows, not 192). The official sizes share their rows, so a segment whose 28^3 volume is blank
-is dropped at every size (at 64 the finer grid would still show a few voxels of it). Labels: 0 vessel, 1 aneurysm. Split (paper): a seeded random 7:1:2.
+is dropped at every size (at 64 the finer grid would still show a few voxels of it). Labels: 0 vessel,
+1 aneurysm. Split (paper): a seeded random 7:1:2.
 
 Version fact: the 28^3 volumes are exact with trimesh 3.9 to 4.x (checked here with 4.12.2 on the genuine
 sample), NOT with trimesh 5 (5.0 changed how meshes are subdivided when voxelized): the ``recipes`` extra pins

@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Tuple
 
 import numpy as np
 
@@ -119,8 +119,10 @@ class DeriveReport:
 
     def summary(self) -> str:
         counts = ", ".join(f"{split} {n:,}" for split, n in self.rows.items())
-        blank = f"; {self.blank_rows} output row(s) are blank (kept: the rows are the source file's)" if self.blank_rows else ""
-        return f"Derived {os.path.basename(self.path)} from {os.path.basename(self.source)}: {counts} rows in {self.seconds:.1f} s{blank}"
+        blank = (f"; {self.blank_rows} output row(s) are blank (kept: the rows are the source file's)"
+                 if self.blank_rows else "")
+        return (f"Derived {os.path.basename(self.path)} from {os.path.basename(self.source)}: {counts} rows in "
+                f"{self.seconds:.1f} s{blank}")
 
 
 def derive(flag: str, from_size: int, to_size: int, data_dir, out_dir) -> DeriveReport:
