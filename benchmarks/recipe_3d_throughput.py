@@ -11,7 +11,7 @@ For each set: the per-mesh time of the bare calls (``trimesh.load`` + ``pymeshfi
 volumes per second of ``regenerate.render`` (what ``regenerate``/``align`` run) with ``num_proc`` 1 and 2.
 Results: ``benchmarks/results/recipe_3d_throughput.json``.
 
-    .venv/bin/python benchmarks/recipe_3d_throughput.py [--meshes 24] [--repeat 3]
+    .venv/bin/python benchmarks/recipe_3d_throughput.py [--meshes 16] [--copies 10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ def measure(root: Path, repeat: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--meshes", type=int, default=24, help="synthetic 20,000-face meshes")
-    parser.add_argument("--copies", type=int, default=4, help="times each genuine mesh is listed")
+    parser.add_argument("--meshes", type=int, default=16, help="synthetic 20,000-face meshes")
+    parser.add_argument("--copies", type=int, default=10, help="times each genuine mesh is listed")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe_3d_throughput.json"))
     args = parser.parse_args()
