@@ -253,13 +253,13 @@ def safe_record_path(root: Path, record: str, manifest: str, line: int) -> Path:
     return path
 
 
-def read_manifest(path, recipe: RawRecipe, root: Path, records: Optional[Dict[str, RawRecord]] = None,
+def read_manifest(path, recipe: RawRecipe, root: Path, records: Dict[str, RawRecord],
                   skip_missing: bool = False) -> Tuple[List[Assigned], List[str]]:
     """The records of a manifest with their official split and index; returns (assigned, skipped problems).
 
     Every row is checked: known split, an index within the catalog's split size, no split/index or record
     twice, a record inside ``root`` that exists (with ``skip_missing`` a missing one is skipped and reported),
-    and a label equal to the collection's own label of the record when both are known.
+    one of the collection's records (not a mask or another excluded file), and a label equal to the collection's.
     """
     facts = recipe.facts
     manifest = str(path)
@@ -307,22 +307,24 @@ def read_manifest(path, recipe: RawRecipe, root: Path, records: Optional[Dict[st
                     continue
                 raise RawSourceError(problem + ". Check that data_dir is the folder the manifest was made for, "
                                      "or pass skip_bad=True (CLI --skip-bad) to leave missing records out.")
-            known = records.get(record_name) if records is not None else None
-            label = known.label if known is not None else None
+            known = records.get(record_name)
+            if known is None:
+                raise RawSourceError(
+                    f"{manifest}, line {line}: {record_name!r} is a file under {root} but not one of the "
+                    f"{recipe.collection} records this dataset is made from (the recipe leaves out files such as "
+                    "masks, ungradable images or other collections' files). Fix the manifest.")
+            label = known.label
             if row.get("label"):
                 try:
                     manifest_label = recipe.read_label(row["label"])
                 except ValueError as err:
                     raise RawSourceError(f"{manifest}, line {line}: bad label: {err}.") from None
-                if label is not None and manifest_label != label:
+                if manifest_label != label:
                     raise RawSourceError(
                         f"{manifest}, line {line}: label {row['label']!r} of record {record_name!r} differs from "
                         f"its label in the collection ({label!r}). The manifest was made for other files.")
                 label = manifest_label
-            if label is None:
-                raise RawSourceError(f"{manifest}, line {line}: record {record_name!r} has no label: it is not a "
-                                     f"record of the collection and the manifest gives none.")
-            assigned.append(Assigned(split, index, RawRecord(record_name, label, known.source_split if known else None)))
+            assigned.append(Assigned(split, index, RawRecord(record_name, label, known.source_split)))
     if not assigned and not skipped:
         raise RawSourceError(f"{manifest}: the manifest lists no records.")
     return assigned, skipped

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -37,7 +38,7 @@ from .recipes import (Assigned, RawRecord, Variant, check_split_counts, label_ar
                       recipe_for, write_manifest)
 from .release import ReleaseArchive, member_name
 from .sources import REGENERATED_PROVENANCE
-from .synthetic import OFFICIAL_MEMBER_ORDER, write_npz_members
+from .synthetic import OFFICIAL_MEMBER_ORDER, open_npy_member, write_npz_members
 
 logger = logging.getLogger(__name__)
 
@@ -168,49 +169,58 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
     out_dir.mkdir(parents=True, exist_ok=True)
     report = RegenerateReport(files={}, counts={}, skipped=list(plan.skipped), official_indices=plan.official_indices)
     work = Path(tempfile.mkdtemp(prefix=".regenerate-", dir=out_dir))  # rows on disk, not in memory
+    planned = plan.counts()
+    streamed = {size: _StreamedRelease(str(out_dir / release_file_name(facts, size)), facts, size, planned)
+                for size in sizes}
     try:
-        labels: Dict[str, List[np.ndarray]] = {}
-        indices: Dict[str, List[int]] = {}
+        labels: Dict[str, List[np.ndarray]] = {split: [] for split in SPLITS}
+        indices: Dict[str, List[int]] = {split: [] for split in SPLITS}
         kept: List[Assigned] = []
-        for split in SPLITS:
-            items = plan.split(split)
-            handles = {size: open(work / f"{split}-{size}.raw", "wb") for size in sizes}
-            labels[split], indices[split] = [], []
-            try:
-                for result in render(flag, plan.root, items, sizes, variants, num_proc, skip_bad,
-                                     progress=f"{facts.title} {split}" if progress else None):
-                    if result.error is not None:
-                        report.skipped.append(result.error)
-                        continue
-                    if any(result.pixels[size] is None for size in sizes):
-                        report.blank.append(result.item.record.record)
-                        continue
-                    for size in sizes:
-                        handles[size].write(np.ascontiguousarray(result.pixels[size], dtype=np.uint8).tobytes())
-                    labels[split].append(label_array(facts, result.item.record.label))
-                    indices[split].append(result.item.index)
-                    kept.append(result.item)
-            finally:
-                for handle in handles.values():
-                    handle.close()
-            report.counts[split] = len(labels[split])
+        spools = {(split, size): open(work / f"{split}-{size}.raw", "wb") for split in SPLITS for size in sizes}
+        current = None
+        try:
+            # One pool for every split: workers render records in order while this process deflates the rows
+            # into each release file as they arrive (and spools them, in case a dropped record changes a count).
+            items = [item for split in SPLITS for item in plan.split(split)]
+            for result in render(flag, plan.root, items, sizes, variants, num_proc, skip_bad,
+                                 progress=facts.title if progress else None):
+                split = result.item.split
+                while current != split:
+                    current = _next_split(current, streamed)
+                if result.error is not None:
+                    report.skipped.append(result.error)
+                    continue
+                if any(result.pixels[size] is None for size in sizes):
+                    report.blank.append(result.item.record.record)
+                    continue
+                for size in sizes:
+                    row = np.ascontiguousarray(result.pixels[size], dtype=np.uint8).tobytes()
+                    streamed[size].write(row)
+                    spools[(split, size)].write(row)
+                labels[split].append(label_array(facts, result.item.record.label))
+                indices[split].append(result.item.index)
+                kept.append(result.item)
+            while current != SPLITS[-1]:
+                current = _next_split(current, streamed)
+            for release in streamed.values():
+                release.end_split()
+        finally:
+            for handle in spools.values():
+                handle.close()
+        report.counts = {split: len(labels[split]) for split in SPLITS}
         for size in sizes:
-            name = release_file_name(facts, size)
-            members = {}
-            for split in SPLITS:
-                shape = (report.counts[split],) + facts.image_shape(size)
-                members[member_name(split, "images")] = (shape, _raw_chunks(work / f"{split}-{size}.raw", shape))
-                label_rows = np.stack(labels[split]) if labels[split] else np.zeros((0,) + facts.label_shape(), np.uint8)
-                members[member_name(split, "labels")] = (label_rows.shape, [label_rows])
-            order = list(OFFICIAL_MEMBER_ORDER)
-            for split in SPLITS:
-                # Rows are stored densely, in index order. When the indices are not 0..n-1 (a partial manifest),
-                # a <split>_index member keeps them; np.load and the medmnist package ignore it, our readers use it.
-                if indices[split] != list(range(len(indices[split]))):
-                    index_rows = np.asarray(indices[split], dtype=np.int64)
-                    members[member_name(split, "index")] = (index_rows.shape, [index_rows], np.int64)
-                    order.append(member_name(split, "index"))
-            report.files[size] = write_npz_members(str(out_dir / name), {m: members[m] for m in order})
+            extra = _label_and_index_members(facts, labels, indices)
+            if streamed[size].finish(extra):
+                report.files[size] = streamed[size].path
+                continue
+            # a record was dropped after its split's header was written: write the file again from the spool
+            members = {member_name(split, "images"): ((report.counts[split],) + facts.image_shape(size),
+                                                      _raw_chunks(work / f"{split}-{size}.raw",
+                                                                  (report.counts[split],) + facts.image_shape(size)))
+                       for split in SPLITS}
+            members.update(extra)
+            order = list(OFFICIAL_MEMBER_ORDER) + [m for m in extra if m not in OFFICIAL_MEMBER_ORDER]
+            report.files[size] = write_npz_members(streamed[size].path, {m: members[m] for m in order})
         manifest_out = out_dir / f"{flag}_manifest.csv"
         write_manifest(manifest_out, kept, facts)
         _write_provenance(out_dir, {
@@ -222,6 +232,8 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                 "skipped": report.skipped, "blank": report.blank, "verified": False,
             } for size, path in report.files.items()})
     finally:
+        for release in streamed.values():
+            release.discard()
         shutil.rmtree(work, ignore_errors=True)
     for problem in report.skipped:
         logger.warning("Skipped: %s", problem)
@@ -229,6 +241,89 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
         logger.warning("Dropped %s: its output is blank.", record)
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _StreamedRelease:
+    """A release file written while its rows arrive, member by member in the official order.
+
+    Each split's image member gets its ``.npy`` header with the planned row count; if records were dropped after
+    that (bad or blank), the counts no longer agree and :meth:`finish` says so (the caller writes the file again).
+    The file appears under its name only when complete (``.partial`` until then).
+    """
+
+    def __init__(self, path: str, facts: DatasetFacts, size: int, planned: Dict[str, int]):
+        self.path, self.partial = path, path + ".partial"
+        self.facts, self.size, self.planned = facts, size, planned
+        self.archive = zipfile.ZipFile(self.partial, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.member, self.split, self.written, self.complete = None, None, 0, True
+
+    def begin_split(self, split: str) -> None:
+        shape = (self.planned[split],) + self.facts.image_shape(self.size)
+        self.member = open_npy_member(self.archive, member_name(split, "images"), shape)
+        self.split, self.written = split, 0
+
+    def write(self, row: bytes) -> None:
+        self.member.write(row)
+        self.written += 1
+
+    def end_split(self) -> None:
+        if self.member is not None:
+            if self.written != self.planned[self.split]:
+                self.complete = False  # the header promised more rows; the file is written again
+            self.member.close()
+            self.member = None
+
+    def finish(self, extra: Dict[str, Tuple]) -> bool:
+        """Write the label (and index) members and publish the file; False if it must be written again."""
+        if self.complete:
+            for name, (shape, chunks, *rest) in extra.items():
+                with open_npy_member(self.archive, name, shape, rest[0] if rest else np.uint8) as out:
+                    for chunk in chunks:
+                        out.write(np.ascontiguousarray(chunk, dtype=rest[0] if rest else np.uint8).tobytes())
+        self.archive.close()
+        if self.complete:
+            os.replace(self.partial, self.path)
+        else:
+            os.remove(self.partial)
+        return self.complete
+
+    def discard(self) -> None:
+        """After a failure (or a finished file): close, and leave nothing that looks complete."""
+        try:
+            if self.member is not None:
+                self.member.close()
+            self.archive.close()
+        except (OSError, ValueError):
+            pass
+        if os.path.exists(self.partial):
+            os.remove(self.partial)
+
+
+def _next_split(current: Optional[str], streamed: Dict[int, "_StreamedRelease"]) -> str:
+    """End ``current``'s image members and begin the next split's (splits without records get empty members)."""
+    following = SPLITS[0] if current is None else SPLITS[SPLITS.index(current) + 1]
+    for release in streamed.values():
+        release.end_split()
+        release.begin_split(following)
+    return following
+
+
+def _label_and_index_members(facts: DatasetFacts, labels: Dict[str, List[np.ndarray]],
+                             indices: Dict[str, List[int]]) -> Dict[str, Tuple]:
+    """The label members (official order) and, where the indices are not 0..n-1 (a partial manifest), index members.
+
+    Rows are stored densely, in index order; a ``<split>_index`` member keeps sparse official indices (np.load and
+    the medmnist package ignore it, our readers use it).
+    """
+    members = {}
+    for split in SPLITS:
+        rows = np.stack(labels[split]) if labels[split] else np.zeros((0,) + facts.label_shape(), np.uint8)
+        members[member_name(split, "labels")] = (rows.shape, [rows])
+    for split in SPLITS:
+        if indices[split] != list(range(len(indices[split]))):
+            index_rows = np.asarray(indices[split], dtype=np.int64)
+            members[member_name(split, "index")] = (index_rows.shape, [index_rows], np.int64)
+    return members
 
 
 def _raw_chunks(path: Path, shape: Tuple[int, ...]) -> Iterator[np.ndarray]:

@@ -51,6 +51,14 @@ def synthetic_labels(facts: DatasetFacts, count: int, seed: int) -> np.ndarray:
     return rng.integers(0, facts.num_classes, size=(count, 1), dtype=np.uint8)
 
 
+def open_npy_member(archive: zipfile.ZipFile, name: str, shape: Tuple[int, ...], dtype=np.uint8):
+    """A writable ``<name>.npy`` member of ``archive`` with its ``.npy`` header written: write the C-order rows next."""
+    out = archive.open(f"{name}.npy", "w", force_zip64=True)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(out, header)
+    return out
+
+
 def write_npz_members(path: str, members: Mapping[str, Tuple],
                       compress: bool = True) -> str:
     """Write an ``.npz`` member by member from chunks: ``{name: (shape, chunks[, dtype])}`` (C order; uint8 unless
@@ -63,10 +71,7 @@ def write_npz_members(path: str, members: Mapping[str, Tuple],
     with zipfile.ZipFile(partial, "w", compression=compression, allowZip64=True) as archive:
         for name, (shape, chunks, *rest) in members.items():
             dtype = np.dtype(rest[0] if rest else np.uint8)
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
-                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                          "shape": tuple(shape)}
-                np.lib.format.write_array_header_1_0(out, header)
+            with open_npy_member(archive, name, shape, dtype) as out:
                 written = 0
                 for chunk in chunks:
                     chunk = np.ascontiguousarray(chunk, dtype=dtype)

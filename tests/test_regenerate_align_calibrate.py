@@ -270,3 +270,35 @@ def test_genuine_kermany_images_align_among_other_rows(tmp_path):
     assert report.count("exact") == 2 and not report.unmatched
     assert _read_manifest(tmp_path / "m.csv") == sorted(
         ("train", genuine[r][1], r, str(int(genuine[r][3][0]))) for r in genuine)
+
+
+def test_a_manifest_naming_a_file_the_recipe_leaves_out_is_refused(tmp_path):
+    raw = tmp_path / "raw"
+    _busi_tree(raw, per_class=1)
+    manifest = _write_manifest(tmp_path / "m.csv", [["train", 0, "benign/benign (1)_mask.png", 1]])
+    with pytest.raises(RawSourceError, match=r"m\.csv, line 2: 'benign/benign \(1\)_mask\.png' is a file .* not one of"):
+        regenerate("breastmnist", raw, [28], tmp_path / "o", manifest=manifest, no_checks=True)
+
+
+def test_regenerate_skips_a_bad_record_and_writes_consistent_files(tmp_path):
+    """A record dropped while the rows stream into the file (its split's header already written): the file is
+    written again with the right counts; every kept row is still exact."""
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw, per_class=3)
+    manifest, rows = _shuffled_manifest(tmp_path, records)
+    bad = [r for s, _, r, _ in rows if s == "train"][0]
+    (raw / bad).write_bytes((raw / bad).read_bytes()[:200])  # truncated PNG
+    with pytest.raises(Exception, match="truncated or corrupt"):
+        regenerate("breastmnist", raw, [28], tmp_path / "strict", manifest=manifest, no_checks=True)
+    assert not list((tmp_path / "strict").glob("*.npz")) and not list((tmp_path / "strict").glob("*.partial"))
+    report = regenerate("breastmnist", raw, [28, 64], tmp_path / "o", manifest=manifest, no_checks=True,
+                        skip_bad=True, num_proc=2)
+    assert len(report.skipped) == 1 and bad in report.skipped[0]
+    assert report.counts["train"] == sum(1 for s, *_ in rows if s == "train") - 1
+    with np.load(report.files[64]) as release:
+        listed = sorted((i, r) for s, i, r, _ in rows if s == "train" and r != bad)
+        assert release["train_images"].shape[0] == len(listed) == len(release["train_labels"])
+        assert release["train_index"].tolist() == [i for i, _ in listed]
+        for row, (_, record) in enumerate(listed):
+            assert np.array_equal(release["train_images"][row], _expected(raw / record, 64))
+    assert not list((tmp_path / "o").glob("*.partial")) and not list((tmp_path / "o").glob(".regenerate-*"))
