@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .features import channels_first_image
-from .training import _fixed_shape_values, arrow_label_values, decode_png
+from .arrow_values import arrow_label_values, decode_png, fixed_shape_values
 
 
 def new_batch_tensor(shape, dtype=torch.uint8) -> torch.Tensor:
@@ -27,7 +27,7 @@ class _Rows:
         if shape is None:
             self.pixels = pixels.combine_chunks().field("bytes").to_pylist()
         else:
-            self.pixels = _fixed_shape_values(pixels, shape).astype(np.uint8, copy=False)
+            self.pixels = fixed_shape_values(pixels, shape).astype(np.uint8, copy=False)
         self.labels = arrow_label_values(table.column("label"))
         self.index = table.column("index").to_numpy()
 

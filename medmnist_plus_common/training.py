@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from . import hf_compat
+from .arrow_values import arrow_label_values, chunk_values, png_values
 
 
 def _pixels(value) -> np.ndarray:
@@ -84,47 +85,6 @@ def channels_first(pixels: np.ndarray, column: str) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
 
 
-def arrow_label_values(labels) -> np.ndarray:
-    """A ``label`` Arrow column as int64 class ids, or N x 14 uint8 multi-hot (ChestMNIST)."""
-    import pyarrow as pa
-
-    if pa.types.is_fixed_size_list(labels.type):
-        return _fixed_shape_values(labels, (labels.type.list_size,)).astype(np.uint8)
-    return labels.to_numpy().astype(np.int64)
-
-
-def _fixed_shape_values(column, shape) -> np.ndarray:
-    """An ``Array2D``/``Array3D`` Arrow column as one (n, *shape) numpy array, without a per-row Python step."""
-    import pyarrow as pa
-
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    arrays = [_chunk_values(chunk, shape, zero_copy=False) for chunk in chunks]
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-
-
-def _chunk_values(chunk, shape, zero_copy: bool) -> np.ndarray:
-    """One Arrow chunk of nested lists (or an Array2D/3D extension chunk) as a (rows, *shape) numpy array."""
-    import pyarrow as pa
-
-    values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
-    for _ in shape:
-        values = values.flatten()
-    return values.to_numpy(zero_copy_only=zero_copy).reshape((len(chunk),) + tuple(shape))
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """One stored PNG as a uint8 array, H x W or H x W x C."""
-    import io
-
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)))
-
-
-def _png_values(png_bytes) -> np.ndarray:
-    return np.stack([decode_png(data) for data in png_bytes])
-
-
 class ArrowBatches:
     """A map-style dataset for ``torch.utils.data.DataLoader`` that serves whole batches from the Arrow cache.
 
@@ -153,7 +113,7 @@ class ArrowBatches:
         if self._views is None:
             views, start = [], 0
             for chunk in hf_compat.arrow_table(self.dataset).column(self.column).chunks:  # the memory-mapped table
-                views.append((start, _chunk_values(chunk, self.shape, zero_copy=True)))
+                views.append((start, chunk_values(chunk, self.shape, zero_copy=True)))
                 start += len(chunk)
             self._views = views
         return self._views
@@ -186,7 +146,7 @@ class ArrowBatches:
                 for position, data in zip(selected, taken):
                     images[position] = data
             start += len(chunk)
-        return _png_values(images)
+        return png_values(images)
 
     def __getitems__(self, indices) -> Dict[str, Any]:
         import torch
