@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -60,37 +62,58 @@ class Rendered:
     item: Assigned
     pixels: Dict[int, Optional[np.ndarray]]  # size -> release row, None when blank
     error: Optional[str] = None  # a bad record's message (only when skipping bad records)
+    deflated: Optional[Dict[int, bytes]] = None  # size -> the row deflated on its own (see deflate_piece)
 
 
-def _render_job(job) -> Tuple[Dict[int, Optional[np.ndarray]], Optional[str]]:
-    flag, root, record, sizes, variants, skip_bad = job
+def deflate_piece(data: bytes) -> bytes:
+    """``data`` as a self-contained piece of a raw deflate stream: compressed on its own and ended by a full flush
+    (byte-aligned, not final). Pieces concatenated in order, then :data:`DEFLATE_END`, are one valid deflate stream
+    of the concatenated data (what pigz does), so rows can be compressed in parallel, each in its worker."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+DEFLATE_END = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15).flush()  # an empty final block
+
+
+def _render_job(job) -> Tuple[Dict[int, Optional[np.ndarray]], Optional[str], Optional[Dict[int, bytes]]]:
+    flag, root, record, sizes, variants, skip_bad, deflate = job
     recipe = recipe_for(flag)
     try:
         loaded = recipe.load(Path(root), record)
-        return {size: recipe.render(loaded, size, variants[size]) for size in sizes}, None
+        pixels = {size: recipe.render(loaded, size, variants[size]) for size in sizes}
     except RawRecordError as err:
         if not skip_bad:
             raise
-        return {}, str(err)
+        return {}, str(err), None
+    deflated = None
+    if deflate and all(row is not None for row in pixels.values()):
+        deflated = {size: deflate_piece(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
+                    for size, row in pixels.items()}
+    return pixels, None, deflated
 
 
 def render(flag: str, root: Path, items: Sequence[Assigned], sizes: Sequence[int], variants: Dict[int, Variant],
-           num_proc: int = 1, skip_bad: bool = False, progress: Optional[str] = None) -> Iterator[Rendered]:
-    """Render ``items`` at every size (each record read once), in order, with ``num_proc`` processes."""
-    jobs = ((flag, str(root), item.record, tuple(sizes), variants, skip_bad) for item in items)
+           num_proc: int = 1, skip_bad: bool = False, progress: Optional[str] = None,
+           deflate: bool = False) -> Iterator[Rendered]:
+    """Render ``items`` at every size (each record read once), in order, with ``num_proc`` processes.
+
+    ``deflate``: the workers also compress each row (:func:`deflate_piece`), for :func:`regenerate`'s files.
+    """
+    jobs = ((flag, str(root), item.record, tuple(sizes), variants, skip_bad, deflate) for item in items)
     bar = _progress(len(items), progress)
     try:
         if num_proc and num_proc > 1 and len(items) > 1:
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with context.Pool(num_proc) as pool:
-                for item, (pixels, error) in zip(items, pool.imap(_render_job, jobs, chunksize=4)):
+                for item, (pixels, error, deflated) in zip(items, pool.imap(_render_job, jobs, chunksize=4)):
                     bar.update(1)
-                    yield Rendered(item, pixels, error)
+                    yield Rendered(item, pixels, error, deflated)
         else:
             for item, job in zip(items, jobs):
-                pixels, error = _render_job(job)
+                pixels, error, deflated = _render_job(job)
                 bar.update(1)
-                yield Rendered(item, pixels, error)
+                yield Rendered(item, pixels, error, deflated)
     finally:
         bar.close()
 
@@ -183,7 +206,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
             # into each release file as they arrive (and spools them, in case a dropped record changes a count).
             items = [item for split in SPLITS for item in plan.split(split)]
             for result in render(flag, plan.root, items, sizes, variants, num_proc, skip_bad,
-                                 progress=facts.title if progress else None):
+                                 progress=facts.title if progress else None, deflate=True):
                 split = result.item.split
                 while current != split:
                     current = _next_split(current, streamed)
@@ -195,7 +218,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                     continue
                 for size in sizes:
                     row = np.ascontiguousarray(result.pixels[size], dtype=np.uint8).tobytes()
-                    streamed[size].write(row)
+                    streamed[size].write(row, result.deflated[size] if result.deflated else None)
                     spools[(split, size)].write(row)
                 labels[split].append(label_array(facts, result.item.record.label))
                 indices[split].append(result.item.index)
@@ -255,16 +278,24 @@ class _StreamedRelease:
         self.path, self.partial = path, path + ".partial"
         self.facts, self.size, self.planned = facts, size, planned
         self.archive = zipfile.ZipFile(self.partial, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
-        self.member, self.split, self.written, self.complete = None, None, 0, True
+        self.member, self.split, self.written, self.complete, self.pieces = None, None, 0, True, None
 
     def begin_split(self, split: str) -> None:
         shape = (self.planned[split],) + self.facts.image_shape(self.size)
-        self.member = open_npy_member(self.archive, member_name(split, "images"), shape)
+        self.member = self.archive.open(f"{member_name(split, 'images')}.npy", "w", force_zip64=True)
+        # zipfile compresses what is written with its member's compressor; rows deflated by the workers are
+        # handed to it as they are (zipfile still counts and CRCs the raw bytes, as for any member)
+        self.pieces = _Precompressed.install(self.member)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        self.write(header.getvalue(), count=False)
         self.split, self.written = split, 0
 
-    def write(self, row: bytes) -> None:
+    def write(self, row: bytes, deflated: Optional[bytes] = None, count: bool = True) -> None:
+        if self.pieces is not None:
+            self.pieces.queue(deflated if deflated is not None else deflate_piece(row))
         self.member.write(row)
-        self.written += 1
+        self.written += count
 
     def end_split(self) -> None:
         if self.member is not None:
@@ -297,6 +328,32 @@ class _StreamedRelease:
             pass
         if os.path.exists(self.partial):
             os.remove(self.partial)
+
+
+class _Precompressed:
+    """Stands in for a zipfile member's deflate compressor: returns the pieces the workers already deflated."""
+
+    def __init__(self):
+        self.pending: List[bytes] = []
+
+    @classmethod
+    def install(cls, member) -> Optional["_Precompressed"]:
+        """Replace ``member``'s compressor (zipfile's ``_ZipWriteFile._compressor``); None where zipfile differs,
+        and then the member compresses the rows itself, in this process."""
+        if not isinstance(getattr(member, "_compressor", None), type(zlib.compressobj())):
+            return None
+        pieces = cls()
+        member._compressor = pieces
+        return pieces
+
+    def queue(self, piece: bytes) -> None:
+        self.pending.append(piece)
+
+    def compress(self, data: bytes) -> bytes:
+        return self.pending.pop(0)
+
+    def flush(self) -> bytes:
+        return DEFLATE_END
 
 
 def _next_split(current: Optional[str], streamed: Dict[int, "_StreamedRelease"]) -> str:
