@@ -169,7 +169,7 @@ class RawSource:
                     if not self.skip_bad:
                         raise
                     skipped += 1
-                    logger.warning("Skipped bad record (%s): %s", split, err)
+                    logger.warning("Skipped a bad record (%s split; skip_bad is on): %s", split, err)
                     continue
                 if pixels is None:
                     skipped += 1
