@@ -284,7 +284,7 @@ def test_truncated_image_is_named_or_skipped_with_one_row_fewer(pneumonia, tmp_p
         builder = build_raw("pneumoniamnist", data_dir, cache_dir, skip_bad=True)
     counts = {split: len(rows) for split, rows in all_rows(builder.as_dataset()).items()}
     assert sum(counts.values()) == len(records) - 1
-    assert any("Skipped bad record" in m and victim.name in m for m in caplog.messages)
+    assert any("Skipped a bad record" in m and victim.name in m for m in caplog.messages)
 
 
 def test_garbage_bytes_in_a_tiff_are_named(tmp_path, cache_dir):
@@ -319,7 +319,7 @@ def test_a_split_whose_every_record_is_skipped_is_left_out_and_the_rest_reads_ba
     built = builder.as_dataset()
     assert set(built) == {"train", "test"} and built["train"].num_rows + built["test"].num_rows == 7
     assert "validation" not in builder.info.splits
-    assert any("Skipped bad record" in m and validation_record.split("/")[-1] in m for m in caplog.messages)
+    assert any("Skipped a bad record" in m and validation_record.split("/")[-1] in m for m in caplog.messages)
 
 
 def test_a_folder_holding_another_collection_is_named(pneumonia, tmp_path, cache_dir):
