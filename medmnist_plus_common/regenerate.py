@@ -16,6 +16,7 @@ Rendering is parallel (``num_proc``): records go to worker processes in order, r
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -60,9 +61,8 @@ def release_file_name(facts: DatasetFacts, size: int) -> str:
 @dataclass
 class Rendered:
     item: Assigned
-    pixels: Dict[int, Optional[np.ndarray]]  # size -> release row, None when blank
+    pixels: Dict[int, Any]  # size -> release row (a DeflatedRow when rendered with deflate), None when blank
     error: Optional[str] = None  # a bad record's message (only when skipping bad records)
-    deflated: Optional[Dict[int, bytes]] = None  # size -> the row deflated on its own (see deflate_piece)
 
 
 def deflate_piece(data: bytes) -> bytes:
@@ -76,7 +76,25 @@ def deflate_piece(data: bytes) -> bytes:
 DEFLATE_END = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15).flush()  # an empty final block
 
 
-def _render_job(job) -> Tuple[Dict[int, Optional[np.ndarray]], Optional[str], Optional[Dict[int, bytes]]]:
+@dataclass(frozen=True)
+class DeflatedRow:
+    """One release row as the workers send it to :func:`regenerate`: deflated on its own, with its CRC-32 and length
+    (a third of the bytes of the raw row to move between processes)."""
+
+    piece: bytes
+    crc: int
+    length: int
+
+    @classmethod
+    def of(cls, row: bytes) -> "DeflatedRow":
+        return cls(deflate_piece(row), zlib.crc32(row), len(row))
+
+    def raw(self) -> bytes:
+        return zlib.decompressobj(-15).decompress(self.piece)
+
+
+def _render_job(job):
+    """Render one record at every size; with ``deflate``, each row comes back as a :class:`DeflatedRow`."""
     flag, root, record, sizes, variants, skip_bad, deflate = job
     recipe = recipe_for(flag)
     try:
@@ -85,12 +103,11 @@ def _render_job(job) -> Tuple[Dict[int, Optional[np.ndarray]], Optional[str], Op
     except RawRecordError as err:
         if not skip_bad:
             raise
-        return {}, str(err), None
-    deflated = None
-    if deflate and all(row is not None for row in pixels.values()):
-        deflated = {size: deflate_piece(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
-                    for size, row in pixels.items()}
-    return pixels, None, deflated
+        return {}, str(err)
+    if deflate:
+        pixels = {size: None if row is None else DeflatedRow.of(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
+                  for size, row in pixels.items()}
+    return pixels, None
 
 
 def render(flag: str, root: Path, items: Sequence[Assigned], sizes: Sequence[int], variants: Dict[int, Variant],
@@ -98,7 +115,7 @@ def render(flag: str, root: Path, items: Sequence[Assigned], sizes: Sequence[int
            deflate: bool = False) -> Iterator[Rendered]:
     """Render ``items`` at every size (each record read once), in order, with ``num_proc`` processes.
 
-    ``deflate``: the workers also compress each row (:func:`deflate_piece`), for :func:`regenerate`'s files.
+    ``deflate``: the workers also compress each row (:class:`DeflatedRow`), for :func:`regenerate`'s files.
     """
     jobs = ((flag, str(root), item.record, tuple(sizes), variants, skip_bad, deflate) for item in items)
     bar = _progress(len(items), progress)
@@ -106,14 +123,14 @@ def render(flag: str, root: Path, items: Sequence[Assigned], sizes: Sequence[int
         if num_proc and num_proc > 1 and len(items) > 1:
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with context.Pool(num_proc) as pool:
-                for item, (pixels, error, deflated) in zip(items, pool.imap(_render_job, jobs, chunksize=4)):
+                for item, (pixels, error) in zip(items, pool.imap(_render_job, jobs, chunksize=4)):
                     bar.update(1)
-                    yield Rendered(item, pixels, error, deflated)
+                    yield Rendered(item, pixels, error)
         else:
             for item, job in zip(items, jobs):
-                pixels, error, deflated = _render_job(job)
+                pixels, error = _render_job(job)
                 bar.update(1)
-                yield Rendered(item, pixels, error, deflated)
+                yield Rendered(item, pixels, error)
     finally:
         bar.close()
 
@@ -217,9 +234,9 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                     report.blank.append(result.item.record.record)
                     continue
                 for size in sizes:
-                    row = np.ascontiguousarray(result.pixels[size], dtype=np.uint8).tobytes()
-                    streamed[size].write(row, result.deflated[size] if result.deflated else None)
-                    spools[(split, size)].write(row)
+                    row = result.pixels[size]
+                    streamed[size].write(row)
+                    spools[(split, size)].write(len(row.piece).to_bytes(4, "little") + row.piece)
                 labels[split].append(label_array(facts, result.item.record.label))
                 indices[split].append(result.item.index)
                 kept.append(result.item)
@@ -238,8 +255,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                 continue
             # a record was dropped after its split's header was written: write the file again from the spool
             members = {member_name(split, "images"): ((report.counts[split],) + facts.image_shape(size),
-                                                      _raw_chunks(work / f"{split}-{size}.raw",
-                                                                  (report.counts[split],) + facts.image_shape(size)))
+                                                      _spooled_rows(work / f"{split}-{size}.raw"))
                        for split in SPLITS}
             members.update(extra)
             order = list(OFFICIAL_MEMBER_ORDER) + [m for m in extra if m not in OFFICIAL_MEMBER_ORDER]
@@ -283,18 +299,17 @@ class _StreamedRelease:
     def begin_split(self, split: str) -> None:
         shape = (self.planned[split],) + self.facts.image_shape(self.size)
         self.member = self.archive.open(f"{member_name(split, 'images')}.npy", "w", force_zip64=True)
-        # zipfile compresses what is written with its member's compressor; rows deflated by the workers are
-        # handed to it as they are (zipfile still counts and CRCs the raw bytes, as for any member)
         self.pieces = _Precompressed.install(self.member)
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
-        self.write(header.getvalue(), count=False)
+        self.write(DeflatedRow.of(header.getvalue()), count=False)
         self.split, self.written = split, 0
 
-    def write(self, row: bytes, deflated: Optional[bytes] = None, count: bool = True) -> None:
+    def write(self, row: DeflatedRow, count: bool = True) -> None:
         if self.pieces is not None:
-            self.pieces.queue(deflated if deflated is not None else deflate_piece(row))
-        self.member.write(row)
+            self.pieces.append(row)
+        else:
+            self.member.write(row.raw())
         self.written += count
 
     def end_split(self) -> None:
@@ -331,29 +346,79 @@ class _StreamedRelease:
 
 
 class _Precompressed:
-    """Stands in for a zipfile member's deflate compressor: returns the pieces the workers already deflated."""
+    """Stands in for a zipfile member's deflate compressor and appends rows the workers already deflated.
 
-    def __init__(self):
-        self.pending: List[bytes] = []
+    zipfile's member writer (``_ZipWriteFile``) keeps the raw size, the compressed size and the CRC-32 of what was
+    written; rows arrive deflated with their own CRC and length, so these are updated here (CRCs are combined as
+    zlib's ``crc32_combine`` does). Where zipfile lacks those fields, :meth:`install` says so and the rows are
+    inflated and written the ordinary way, compressed in this process.
+    """
+
+    FIELDS = ("_compressor", "_fileobj", "_file_size", "_compress_size", "_crc")
+
+    def __init__(self, member):
+        self.member = member
 
     @classmethod
     def install(cls, member) -> Optional["_Precompressed"]:
-        """Replace ``member``'s compressor (zipfile's ``_ZipWriteFile._compressor``); None where zipfile differs,
-        and then the member compresses the rows itself, in this process."""
-        if not isinstance(getattr(member, "_compressor", None), type(zlib.compressobj())):
+        if not all(hasattr(member, name) for name in cls.FIELDS) or \
+                not isinstance(member._compressor, type(zlib.compressobj())):
             return None
-        pieces = cls()
+        pieces = cls(member)
         member._compressor = pieces
         return pieces
 
-    def queue(self, piece: bytes) -> None:
-        self.pending.append(piece)
+    def append(self, row: DeflatedRow) -> None:
+        member = self.member
+        member._fileobj.write(row.piece)
+        member._compress_size += len(row.piece)
+        member._file_size += row.length
+        member._crc = crc32_combine(member._crc, row.crc, row.length)
 
-    def compress(self, data: bytes) -> bytes:
-        return self.pending.pop(0)
+    def compress(self, data: bytes) -> bytes:  # never called: rows go through append()
+        raise RuntimeError("rows of a precompressed member are appended, not written")
 
     def flush(self) -> bytes:
         return DEFLATE_END
+
+
+def _gf2_times(matrix: Sequence[int], vector: int) -> int:
+    total, i = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros_operator(length: int) -> Tuple[int, ...]:
+    """The GF(2) operator that advances a CRC-32 over ``length`` zero bytes (zlib's crc32_combine, as a matrix)."""
+    odd = [0xEDB88320] + [1 << (n - 1) for n in range(1, 32)]  # one zero bit
+    even = [_gf2_times(odd, odd[n]) for n in range(32)]  # two zero bits
+    odd = [_gf2_times(even, even[n]) for n in range(32)]  # four zero bits
+    operator = [1 << n for n in range(32)]  # identity
+    remaining = length
+    while remaining:
+        even = [_gf2_times(odd, odd[n]) for n in range(32)]  # the next power of two of zero bytes (8 bits, 16...)
+        if remaining & 1:
+            operator = [_gf2_times(even, operator[n]) for n in range(32)]
+        remaining >>= 1
+        if not remaining:
+            break
+        odd = [_gf2_times(even, even[n]) for n in range(32)]
+        if remaining & 1:
+            operator = [_gf2_times(odd, operator[n]) for n in range(32)]
+        remaining >>= 1
+    return tuple(operator)
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of A + B from crc32(A), crc32(B) and len(B)."""
+    if length2 <= 0:
+        return crc1
+    return _gf2_times(_zeros_operator(length2), crc1) ^ crc2
 
 
 def _next_split(current: Optional[str], streamed: Dict[int, "_StreamedRelease"]) -> str:
@@ -383,13 +448,15 @@ def _label_and_index_members(facts: DatasetFacts, labels: Dict[str, List[np.ndar
     return members
 
 
-def _raw_chunks(path: Path, shape: Tuple[int, ...]) -> Iterator[np.ndarray]:
-    row_bytes = int(np.prod(shape[1:]))
-    rows_per_chunk = max(1, CHUNK_ROWS_BYTES // max(row_bytes, 1))
+def _spooled_rows(path: Path) -> Iterator[np.ndarray]:
+    """The rows spooled by :func:`regenerate` (each a 4-byte length and a deflated piece), one by one, raw."""
     with open(path, "rb") as f:
-        for start in range(0, shape[0], rows_per_chunk):
-            count = min(rows_per_chunk, shape[0] - start)
-            yield np.frombuffer(f.read(count * row_bytes), dtype=np.uint8).reshape((count,) + shape[1:])
+        while True:
+            head = f.read(4)
+            if not head:
+                return
+            piece = f.read(int.from_bytes(head, "little"))
+            yield np.frombuffer(zlib.decompressobj(-15).decompress(piece), dtype=np.uint8)[None]
 
 
 def _write_provenance(out_dir: Path, entries: Dict[str, dict]) -> None:
