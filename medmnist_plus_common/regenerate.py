@@ -123,7 +123,7 @@ def render(flag: str, root: Path, items: Sequence[Assigned], sizes: Sequence[int
         if num_proc and num_proc > 1 and len(items) > 1:
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with context.Pool(num_proc) as pool:
-                for item, (pixels, error) in zip(items, pool.imap(_render_job, jobs, chunksize=4)):
+                for item, (pixels, error) in zip(items, pool.imap(_render_job, jobs, chunksize=16)):
                     bar.update(1)
                     yield Rendered(item, pixels, error)
         else:
