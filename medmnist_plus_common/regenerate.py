@@ -122,8 +122,10 @@ def render(flag: str, root: Path, items: Sequence[Assigned], sizes: Sequence[int
     try:
         if num_proc and num_proc > 1 and len(items) > 1:
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            # records go 16 at a time (less pool traffic), fewer when there are few, so every worker gets some
+            chunksize = max(1, min(16, len(items) // (4 * num_proc)))
             with context.Pool(num_proc) as pool:
-                for item, (pixels, error) in zip(items, pool.imap(_render_job, jobs, chunksize=16)):
+                for item, (pixels, error) in zip(items, pool.imap(_render_job, jobs, chunksize=chunksize)):
                     bar.update(1)
                     yield Rendered(item, pixels, error)
         else:
