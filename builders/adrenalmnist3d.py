@@ -24,24 +24,21 @@ reported.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.image_recipes import class_folder_records
-from medmnist_plus_common.recipes import RawRecipe, RawRecord, SplitRule, Variant
-from medmnist_plus_common.volume_files import (VOLUME_SUFFIXES, check_shape, has_volume_folders, open_volume,
-                                                read_window)
-from medmnist_plus_common.volumeops import center_crop_3d, is_blank, zoom_mask
+from medmnist_plus_common.recipes import RawRecord, SplitRule, Variant
+from medmnist_plus_common.volume_files import CenteredVolumeRecipe
+from medmnist_plus_common.volumeops import is_blank, zoom_mask
 
 CLASSES = {"normal": 0, "hyperplasia": 1}
 SOURCE_SIZE = 120  # the shape masks
 CROP_SIZE = 64  # the centered window: MedMNIST+ size 64
 
 
-class AdrenalShapeMasks(RawRecipe):
+class AdrenalShapeMasks(CenteredVolumeRecipe):
     flag = "adrenalmnist3d"
     collection = "adrenal gland shape masks (Zhongshan Hospital, not public)"
     manual_download_instructions = """\
@@ -55,20 +52,12 @@ Without a manifest (CSV split,index,record[,label]) the split is a seeded random
 (MedMNIST split by patient)."""
     root_candidates = ("", "AdrenalMNIST3D", "adrenal")
     split_rule = SplitRule(ratios=(0.7, 0.1, 0.2))
-
-    def is_root(self, path):
-        return has_volume_folders(path, CLASSES)
-
-    def records(self, root) -> List[RawRecord]:
-        return class_folder_records(root, {None: ""}, CLASSES, VOLUME_SUFFIXES)
+    classes, source_size, crop_size = CLASSES, SOURCE_SIZE, CROP_SIZE
+    source_name = "the adrenal shape masks"
 
     def load(self, root, record: RawRecord) -> np.ndarray:
         """The centered 64^3 window of the 120^3 mask, 0/255 (only the window is read from .nii/.npy files)."""
-        path = Path(root) / record.path
-        volume = open_volume(path)
-        check_shape(path, volume, (SOURCE_SIZE,) * 3, "the adrenal shape masks")
-        crop = read_window(path, volume, lambda v: center_crop_3d(v, CROP_SIZE))
-        return np.where(crop != 0, 255, 0).astype(np.uint8)
+        return np.where(self.centered_crop(root, record) != 0, 255, 0).astype(np.uint8)
 
     def render(self, crop64: np.ndarray, size: int, variant: Variant) -> Optional[np.ndarray]:
         volume = crop64 if size == CROP_SIZE else zoom_mask(crop64, size)

@@ -24,17 +24,15 @@ reported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawRecordError
-from medmnist_plus_common.image_recipes import class_folder_records
-from medmnist_plus_common.recipes import RawRecipe, RawRecord, SplitRule, Variant
-from medmnist_plus_common.volume_files import (VOLUME_SUFFIXES, check_shape, has_volume_folders, open_volume,
-                                                read_window)
-from medmnist_plus_common.volumeops import center_crop_3d, is_blank, resize_gray
+from medmnist_plus_common.recipes import RawRecord, SplitRule, Variant
+from medmnist_plus_common.volume_files import CenteredVolumeRecipe
+from medmnist_plus_common.volumeops import is_blank, resize_gray
 
 CLASSES = {"benign": 0, "malignant": 1}
 SOURCE_SIZE = 80  # the spatially normalized volumes
@@ -54,7 +52,7 @@ def as_gray(path: Path, crop: np.ndarray) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-class LIDCNoduleVolumes(RawRecipe):
+class LIDCNoduleVolumes(CenteredVolumeRecipe):
     flag = "nodulemnist3d"
     collection = "LIDC-IDRI (spatially normalized nodule volumes)"
     manual_download_instructions = """\
@@ -67,19 +65,12 @@ gray 0..255, with data_dir the folder that holds it (also found one level down):
     malignant/*.npy | *.nii.gz | *.nii    (label 1)"""
     root_candidates = ("", "NoduleMNIST3D", "nodules")
     split_rule = SplitRule(ratios=(0.7, 0.1, 0.2))
-
-    def is_root(self, path):
-        return has_volume_folders(path, CLASSES)
-
-    def records(self, root) -> List[RawRecord]:
-        return class_folder_records(root, {None: ""}, CLASSES, VOLUME_SUFFIXES)
+    classes, source_size, crop_size = CLASSES, SOURCE_SIZE, CROP_SIZE
+    source_name = "the spatially normalized nodule volumes"
 
     def load(self, root, record: RawRecord) -> np.ndarray:
         """The centered 28^3 window of the 80^3 volume, uint8 (only the window is read from .nii/.npy files)."""
-        path = Path(root) / record.path
-        volume = open_volume(path)
-        check_shape(path, volume, (SOURCE_SIZE,) * 3, "the spatially normalized nodule volumes")
-        return as_gray(path, read_window(path, volume, lambda v: center_crop_3d(v, CROP_SIZE)))
+        return as_gray(Path(root) / record.path, self.centered_crop(root, record))
 
     def render(self, crop28: np.ndarray, size: int, variant: Variant) -> Optional[np.ndarray]:
         volume = crop28 if size == CROP_SIZE else resize_gray(crop28, size)

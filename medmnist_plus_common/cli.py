@@ -183,7 +183,7 @@ def _demo(workdir: str, keep: bool) -> int:
         label = first["label"]
         label_name = built["train"].features["label"].int2str(label) if not facts.is_multilabel else label
         print(f"[SYNTHETIC] {config}: {facts.title}, {facts.task}")
-        print(f"  splits: " + ", ".join(f"{s}={built[s].num_rows}" for s in SPLITS) + f"  (cache: {instance.cache_dir})")
+        print("  splits: " + ", ".join(f"{s}={built[s].num_rows}" for s in SPLITS) + f"  (cache: {instance.cache_dir})")
         print(f"  features: {dict(built['train'].features)}")
         print(f"  train[0]: index={first['index']} {column}={_describe(first[column])} label={label} ({label_name})")
         print(f"  every pixel equals the release arrays: {exact}; streamed test indices: {streamed_indices}\n")

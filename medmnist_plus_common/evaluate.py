@@ -23,8 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np

@@ -35,7 +35,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .catalog import SPLITS, DatasetFacts, load_catalog
+from .catalog import SPLITS, DatasetFacts
 from .errors import RawRecordError, RawSourceError, ReleaseFileError
 from .recipes import (Assigned, RawRecord, Variant, check_split_counts, label_array, parse_variant, plan_records,
                       recipe_for, write_manifest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import RawRecordError, RawSourceError
+from .recipes import RawRecipe, RawRecord
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy")
 _WHAT_TO_DO = ("Replace it with the collection's original file, or pass skip_bad=True (CLI --skip-bad) to leave "
@@ -78,3 +79,30 @@ def has_volume_folders(path: Path, folders: Sequence[str]) -> bool:
             if any(e.name.lower().endswith(VOLUME_SUFFIXES) and not e.name.startswith(".") for e in entries):
                 return True
     return False
+
+
+class CenteredVolumeRecipe(RawRecipe):
+    """A 3D dataset made from one volume file per record in class folders, of which a centered cube is kept
+    (NoduleMNIST3D: 80^3 -> 28^3; AdrenalMNIST3D: 120^3 -> 64^3). Set ``classes``, ``source_size``, ``crop_size``
+    and ``source_name``; :meth:`centered_crop` reads only the cube from ``.nii``/``.npy`` files."""
+
+    classes: dict = {}
+    source_size: int = 0
+    crop_size: int = 0
+    source_name: str = ""  # for errors: "the spatially normalized nodule volumes"
+
+    def is_root(self, path):
+        return has_volume_folders(path, self.classes)
+
+    def records(self, root):
+        from .image_recipes import class_folder_records
+
+        return class_folder_records(root, {None: ""}, self.classes, VOLUME_SUFFIXES)
+
+    def centered_crop(self, root, record: RawRecord) -> np.ndarray:
+        from .volumeops import center_crop_3d
+
+        path = Path(root) / record.path
+        volume = open_volume(path)
+        check_shape(path, volume, (self.source_size,) * 3, self.source_name)
+        return read_window(path, volume, lambda v: center_crop_3d(v, self.crop_size))
