@@ -25,7 +25,6 @@ is kept: the rows must stay the source file's). Memory is bounded: rows are stre
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -37,7 +36,7 @@ import numpy as np
 from .catalog import SPLITS, DatasetFacts, load_catalog
 from .errors import MedMNISTPlusError
 from .release import ReleaseArchive, check_release, member_name
-from .sources import REGENERATED_PROVENANCE, regenerated_provenance
+from .sources import REGENERATED_PROVENANCE, regenerated_provenance, write_regenerated_provenance
 from .synthetic import OFFICIAL_MEMBER_ORDER, write_npz_members
 
 logger = logging.getLogger(__name__)
@@ -200,7 +199,7 @@ def derive(flag: str, from_size: int, to_size: int, data_dir, out_dir) -> Derive
              "verified": False}
     if upstream is not None:
         entry["from_provenance"] = upstream
-    _write_provenance(out_dir, target_name, entry)
+    write_regenerated_provenance(out_dir, {target_name: entry})
     report.seconds = time.perf_counter() - started
     if report.blank_rows:
         logger.warning("%s: %d derived row(s) are blank; they are kept so every row keeps its index.", target,
@@ -226,25 +225,6 @@ def _checked_rows(source: str, facts: DatasetFacts, size: int) -> Dict[str, int]
         logger.warning("%s: has %s rows, not the official %s; deriving the same rows.", source,
                        "/".join(f"{rows[s]:,}" for s in SPLITS), "/".join(f"{facts.split_counts[s]:,}" for s in SPLITS))
     return rows
-
-
-def _write_provenance(out_dir: str, file: str, entry: dict) -> None:
-    """Add ``file``'s entry to ``out_dir/medmnist_plus_regenerated.json`` (kept with other files' entries)."""
-    path = os.path.join(out_dir, REGENERATED_PROVENANCE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            existing = json.load(f)
-        if not isinstance(existing, dict):
-            existing = {}
-    except (OSError, ValueError):
-        existing = {}
-    existing.setdefault("files", {})[file] = entry
-    existing["about"] = ("Release files made by medmnist-plus from raw source collections or derived from other "
-                         "sizes: NOT the official MedMNIST+ release. One entry per file.")
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as f:
-        f.write(json.dumps(existing, indent=1, sort_keys=True) + "\n")
-    os.replace(partial, path)
 
 
 # -- command line ----------------------------------------------------------------------------------------------

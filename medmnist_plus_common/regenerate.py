@@ -19,7 +19,6 @@ import csv
 import functools
 import hashlib
 import io
-import json
 import logging
 import multiprocessing
 import os
@@ -40,7 +39,7 @@ from .errors import RawRecordError, RawSourceError, ReleaseFileError
 from .recipes import (Assigned, RawRecord, Variant, check_split_counts, label_array, parse_variant, plan_records,
                       recipe_for, write_manifest)
 from .release import ReleaseArchive, member_name
-from .sources import REGENERATED_PROVENANCE
+from .sources import write_regenerated_provenance
 from .synthetic import OFFICIAL_MEMBER_ORDER, open_npy_member, write_npz_members
 
 logger = logging.getLogger(__name__)
@@ -264,7 +263,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
             report.files[size] = write_npz_members(streamed[size].path, {m: members[m] for m in order})
         manifest_out = out_dir / f"{flag}_manifest.csv"
         write_manifest(manifest_out, kept, facts)
-        _write_provenance(out_dir, {
+        write_regenerated_provenance(out_dir, {
             os.path.basename(path): {
                 "source": "regenerated", "collection": recipe.collection, "data_dir": str(plan.root),
                 "manifest": str(manifest) if manifest else None, "manifest_written": manifest_out.name,
@@ -459,20 +458,6 @@ def _spooled_rows(path: Path) -> Iterator[np.ndarray]:
                 return
             piece = f.read(int.from_bytes(head, "little"))
             yield np.frombuffer(zlib.decompressobj(-15).decompress(piece), dtype=np.uint8)[None]
-
-
-def _write_provenance(out_dir: Path, entries: Dict[str, dict]) -> None:
-    path = out_dir / REGENERATED_PROVENANCE
-    try:
-        existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except ValueError:
-        existing = {}
-    existing.setdefault("files", {}).update(entries)
-    existing["about"] = ("Release files made by medmnist-plus from raw source collections or derived from other "
-                         "sizes: NOT the official MedMNIST+ release. One entry per file.")
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(existing, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, path)
 
 
 # -- align -------------------------------------------------------------------------------------------------
