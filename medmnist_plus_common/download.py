@@ -8,6 +8,7 @@ the MD5 is deleted, never used, and the error says what to do.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from http.client import HTTPException
-from typing import Optional
+from typing import Callable, Optional
 
 from filelock import FileLock
 
@@ -47,6 +48,16 @@ def md5sum(path: str) -> str:
     return digest.hexdigest()
 
 
+def file_identity(path: str) -> Optional[str]:
+    """A local file's identity: its real path, size and mtime (how the path is spelled does not matter); None if
+    it is not a file. Keys what is remembered about the file (cache entries, its deflate index)."""
+    path = os.path.realpath(os.path.expanduser(str(path)))
+    if not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return f"{path}:{stat.st_size}-{stat.st_mtime_ns}"
+
+
 def medmnist_root() -> str:
     """The official ``medmnist`` package's default download folder, whose files are reused after an MD5 check."""
     return os.environ.get(MEDMNIST_ROOT_ENV) or os.path.join(os.path.expanduser("~"), ".medmnist")
@@ -68,17 +79,20 @@ def locate_release(
     force_download: bool = False,
     strict: bool = True,
     offline: bool = False,
+    after_download: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Return the path of a verified copy of ``release``, downloading it if needed.
 
     Order: ``data_dir`` (when given, the only place looked at), ``~/.medmnist`` (the official package's
-    folder, used when its MD5 matches), this package's download cache, then the network.
+    folder, used when its MD5 matches), this package's download cache, then the network. ``after_download`` is
+    called with the path of a file just downloaded and verified (to index it while it is fresh in the page cache).
     """
+    memo = os.path.join(cache_dir, "medmnist_plus", "md5")
     if data_dir is not None:
-        return _from_data_dir(release, os.path.expanduser(str(data_dir)), strict)
+        return _from_data_dir(release, os.path.expanduser(str(data_dir)), strict, memo)
     official_copy = os.path.join(medmnist_root(), release.file)
     if not force_download and os.path.isfile(official_copy):
-        if md5sum(official_copy) == release.md5:
+        if remembered_md5(official_copy, memo) == release.md5:
             logger.info("Using %s (MD5 verified)", official_copy)
             return official_copy
         logger.warning("Ignoring %s: its MD5 is not the official one (re-download it or delete it).", official_copy)
@@ -94,10 +108,36 @@ def locate_release(
             f"data_dir=<folder with {release.file}>."
         )
     download(url, target, md5=release.md5, force=force_download)
+    if after_download is not None:
+        after_download(target)
     return target
 
 
-def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool) -> str:
+def remembered_md5(path: str, memo_dir: str) -> str:
+    """The MD5 of a local file, hashed once per identity (real path, size, mtime): a file used again unchanged is
+    not read again (the quick check of rsync and git). Kept in ``memo_dir``."""
+    identity = file_identity(path)
+    memo = os.path.join(memo_dir, hashlib.sha1(str(identity).encode()).hexdigest()[:24] + ".json")
+    try:
+        with open(memo, encoding="utf-8") as f:
+            entry = json.load(f)
+        if entry.get("identity") == identity:
+            return entry["md5"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    digest = md5sum(path)
+    try:
+        os.makedirs(memo_dir, exist_ok=True)
+        partial = f"{memo}.{os.getpid()}.partial"
+        with open(partial, "w", encoding="utf-8") as f:
+            json.dump({"identity": identity, "md5": digest}, f)
+        os.replace(partial, memo)
+    except OSError:  # a read-only cache only costs time
+        pass
+    return digest
+
+
+def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool, memo_dir: str) -> str:
     path = os.path.join(data_dir, release.file)
     if not os.path.isfile(path):
         present = sorted(f for f in os.listdir(data_dir) if f.endswith(".npz")) if os.path.isdir(data_dir) else None
@@ -106,7 +146,7 @@ def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool) -> str:
             f"{path}: not found ({where}). Put the official file {release.file} there "
             f"(https://zenodo.org/records/10519652), or leave out data_dir to download it."
         )
-    actual = md5sum(path)
+    actual = remembered_md5(path, memo_dir)
     if actual != release.md5:
         message = f"{path}: MD5 {actual} is not the official {release.md5} of {release.file}."
         if strict:

@@ -9,7 +9,9 @@ header is parsed, and rows are read in chunks of a few MiB. Before a single row 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -17,8 +19,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import deflate_index
 from .catalog import RELEASE_SPLIT_PREFIX, SPLITS, DatasetFacts
-from .download import NOT_STRICT
+from .download import NOT_STRICT, file_identity
 from .errors import ReleaseFileError
 
 logger = logging.getLogger(__name__)
@@ -69,10 +72,16 @@ def _read_exact(stream, nbytes: int, path: str, member: str) -> bytes:
 
 
 class ReleaseArchive:
-    """An open release ``.npz``. Use as a context manager; members are read by name, never by position."""
+    """An open release ``.npz``. Use as a context manager; members are read by name, never by position.
 
-    def __init__(self, path: str):
+    ``index_dir``: where the deflate access points of large members are kept (see :mod:`.deflate_index`). A member
+    read from its start records them there; a later read of rows far into the member starts at the point before
+    them instead of inflating every row before them.
+    """
+
+    def __init__(self, path: str, index_dir: Optional[str] = None):
         self.path = str(path)
+        self.index_dir = index_dir
         try:
             self._zip = zipfile.ZipFile(self.path)
         except FileNotFoundError:
@@ -150,8 +159,13 @@ class ReleaseArchive:
             raise ReleaseFileError(f"{self.path}: array {name!r} is stored in Fortran order; releases are C order.")
         row_bytes = max(header.row_bytes, 1)
         chunk_rows = max(1, CHUNK_BYTES // row_bytes)
+        first_row = row_ranges[0][0] if row_ranges else 0
         position = 0
+        index_file = None
         try:
+            if self._indexable(header):
+                stream, index_file = self._open_indexed(stream, header, first_row)
+                position = first_row if 0 <= first_row <= header.rows else 0
             with stream:
                 for start, stop in row_ranges:
                     stop = header.rows if stop is None else stop
@@ -171,10 +185,71 @@ class ReleaseArchive:
                         f"{self.path}: array {name!r} has bytes after its {header.rows} rows; the file is corrupt. "
                         f"{_REDOWNLOAD}"
                     )
+                if index_file and getattr(stream, "complete_index", None) is not None:
+                    _save_index(stream.complete_index, index_file)
         except (zipfile.BadZipFile, zlib.error, EOFError) as err:
             raise ReleaseFileError(
                 f"{self.path}: array {name!r} is corrupt ({err}). {_REDOWNLOAD}"
             ) from err
+
+    def _indexable(self, header: ArrayHeader) -> bool:
+        info = self._members[header.member]
+        return (info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > deflate_index.SPAN
+                and deflate_index.available())
+
+    def _index_file(self, member: str) -> Optional[str]:
+        identity = file_identity(self.path) if self.index_dir else None
+        if identity is None:
+            return None
+        key = hashlib.sha1(identity.encode()).hexdigest()[:24]
+        return os.path.join(self.index_dir, f"{key}-{member[:-len('.npy')]}.npz")
+
+    def _open_indexed(self, stream, header: ArrayHeader, first_row: int):
+        """A reader of the member's rows from ``first_row``, started at the access point before it when the member
+        has an index; else from the start, recording the index on the way (when there is an index_dir)."""
+        data_start = stream.tell()  # the .npy header's length
+        stream.close()
+        index_file = self._index_file(header.member)
+        index = _load_index(index_file) if index_file else None
+        reader = deflate_index.DeflatedMemberReader(
+            self.path, self._members[header.member], data_start + max(first_row, 0) * header.row_bytes,
+            index=index, record=index_file is not None and index is None)
+        return reader, index_file if index is None else None
+
+    def index_members(self, names: Sequence[str]) -> None:
+        """Record the access points of these arrays now (one pass over each), if they have none yet."""
+        for name in names:
+            stream, header = self._open(name)
+            stream.close()
+            index_file = self._index_file(header.member)
+            if index_file and self._indexable(header) and _load_index(index_file) is None:
+                try:
+                    index = deflate_index.build_index(self.path, self._members[header.member])
+                except zlib.error as err:
+                    raise ReleaseFileError(f"{self.path}: array {name!r} is corrupt ({err}). {_REDOWNLOAD}") from err
+                _save_index(index, index_file)
+
+
+def index_release(path: str, index_dir: str) -> None:
+    """Record the access points of a release file's image arrays (one pass; skipped where they exist)."""
+    with ReleaseArchive(path, index_dir) as archive:
+        archive.index_members([name for name in archive.array_names if name.endswith("_images")])
+
+
+def _load_index(index_file: str) -> Optional[deflate_index.MemberIndex]:
+    try:
+        return deflate_index.MemberIndex.load(index_file) if os.path.isfile(index_file) else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # unreadable: read from the start instead
+        logger.debug("ignoring the deflate index %s (%s)", index_file, err)
+        return None
+
+
+def _save_index(index: deflate_index.MemberIndex, index_file: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(index_file), exist_ok=True)
+        index.save(index_file)
+    except OSError as err:  # a read-only cache only costs speed
+        logger.debug("could not save the deflate index %s (%s)", index_file, err)
 
 
 def check_release(path: str, facts: DatasetFacts, size: int, strict: bool = True) -> Dict[str, int]:

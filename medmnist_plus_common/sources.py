@@ -80,16 +80,18 @@ class OfficialSource:
     path: str
     strict: bool
     regenerated: Optional[dict] = None  # the provenance entry when the file was regenerated, not downloaded
+    index_dir: Optional[str] = None  # where the file's deflate access points are kept (see ReleaseArchive)
     _rows: Dict[str, int] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         return self.regenerated["source"] if self.regenerated else "official"
 
-    def plan(self) -> Dict[str, List[Tuple[int, int]]]:
+    def plan(self, num_proc: int = 1) -> Dict[str, List[Tuple[int, int]]]:
+        """Each split as contiguous row ranges; with ``num_proc`` > 1 their number is a multiple of it, so that
+        datasets (which gives each process a run of consecutive shards) gives every process as many rows."""
         self._rows = check_release(self.path, self.facts, self.size, strict=self.strict)
-        return {split: shard_ranges(rows, max(1, min(SHARDS_PER_SPLIT, rows // MIN_ROWS_PER_SHARD)))
-                for split, rows in self._rows.items()}
+        return {split: shard_ranges(rows, _shard_count(rows, num_proc)) for split, rows in self._rows.items()}
 
     def counts(self) -> Dict[str, int]:
         """Rows per split (after :meth:`plan`)."""
@@ -97,7 +99,7 @@ class OfficialSource:
 
     def rows(self, split: str, row_ranges: Sequence[Tuple[int, int]]) -> Iterator[Tuple[int, Row]]:
         """``(shard number, (index, pixels, label))`` for the rows of ``row_ranges``, in order."""
-        with ReleaseArchive(self.path) as archive:
+        with ReleaseArchive(self.path, self.index_dir) as archive:
             labels = archive.read_array(member_name(split, "labels"))
             indices = archive.row_indices(split)  # None: the row position is the official index
             chunks = archive.iter_chunks(member_name(split, "images"), row_ranges)
@@ -120,6 +122,13 @@ class OfficialSource:
             return (f"{self.kind} release file {os.path.basename(self.path)} (made by medmnist-plus from raw "
                     f"sources, NOT the official release; {self.regenerated.get('indices', '')})")
         return "official release"
+
+
+def _shard_count(rows: int, num_proc: int) -> int:
+    count = max(1, min(SHARDS_PER_SPLIT, rows // MIN_ROWS_PER_SHARD))
+    if num_proc > 1 and count > 1:  # a split too small for two shards stays one (datasets then uses one process)
+        count = max(num_proc, count - count % num_proc)
+    return count
 
 
 @dataclass
@@ -162,7 +171,7 @@ class RawSource:
                 logger.warning("%s from %s: %s.", self.facts.title, self._plan.root, self._plan.how)
         return self._plan
 
-    def plan(self) -> Dict[str, List[List[Tuple[int, str, Any, Optional[str]]]]]:
+    def plan(self, num_proc: int = 1) -> Dict[str, List[List[Tuple[int, str, Any, Optional[str]]]]]:
         plan = self._planned()
         shards = {}
         for split in SPLITS:

@@ -10,7 +10,7 @@ import pytest
 import medmnist_plus_common
 
 PACKAGE = Path(medmnist_plus_common.__file__).parent
-CORE = {"catalog", "errors", "features", "release", "download", "sources", "recipes", "image_recipes", "imageops",
+CORE = {"catalog", "errors", "features", "release", "deflate_index", "download", "sources", "recipes", "image_recipes", "imageops",
         "volumeops", "volume_files", "nifti", "lits", "builder", "registry", "hf_compat", "synthetic",
         "synthetic_raw", "arrow_values"}
 APPLICATION = {"cli", "raw_cli", "publish", "card", "training", "torch_data", "evaluate", "verify", "montage",

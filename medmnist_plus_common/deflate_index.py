@@ -1,0 +1,279 @@
+"""Random access into a deflated zip member: restart points recorded in one pass (zlib's ``zran`` technique).
+
+A deflate stream cannot seek: to read rows in the second half of a release member, a reader must inflate the
+first half. One pass over the member records *access points* at deflate block boundaries, every ``span`` bytes of
+output: the compressed bit position, the uncompressed offset and the 32 KiB of output before it (the history that
+back-references may reach). Inflating can then start at any point (``inflatePrime`` feeds the bits of the
+point's first byte, ``inflateSetDictionary`` the history), so each ``num_proc`` worker inflates only its own rows,
+and a preview reads one row without inflating the rows before it.
+
+Python's :mod:`zlib` has neither ``Z_BLOCK`` nor ``inflatePrime``; the system zlib (the library CPython's
+:mod:`zlib` module itself is linked to) is called through :mod:`ctypes`. Where it cannot be loaded,
+:func:`available` is False and readers inflate from the member's start, as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional
+
+import numpy as np
+
+SPAN = 8 * 2**20  # uncompressed bytes between access points: the most a reader inflates and drops
+WINDOW = 32768  # deflate's history size
+_IN_CHUNK = 2**20
+
+_Z_OK, _Z_STREAM_END, _Z_NEED_DICT, _Z_BUF_ERROR = 0, 1, 2, -5
+_Z_NO_FLUSH, _Z_BLOCK = 0, 5
+
+
+class _ZStream(ctypes.Structure):
+    _fields_ = [
+        ("next_in", ctypes.c_void_p), ("avail_in", ctypes.c_uint), ("total_in", ctypes.c_ulong),
+        ("next_out", ctypes.c_void_p), ("avail_out", ctypes.c_uint), ("total_out", ctypes.c_ulong),
+        ("msg", ctypes.c_char_p), ("state", ctypes.c_void_p),
+        ("zalloc", ctypes.c_void_p), ("zfree", ctypes.c_void_p), ("opaque", ctypes.c_void_p),
+        ("data_type", ctypes.c_int), ("adler", ctypes.c_ulong), ("reserved", ctypes.c_ulong),
+    ]
+
+
+_libz = None
+
+
+def _load_libz():
+    global _libz
+    if _libz is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("z") or "libz.so.1")
+            lib.zlibVersion.restype = ctypes.c_char_p
+            for name in ("inflateInit2_", "inflate", "inflateEnd", "inflatePrime", "inflateSetDictionary",
+                         "inflateGetDictionary"):
+                getattr(lib, name)  # every function the index needs (inflateGetDictionary: zlib >= 1.2.8)
+            lib.inflateInit2_.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            lib.inflate.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int]
+            lib.inflateEnd.argtypes = [ctypes.POINTER(_ZStream)]
+            lib.inflatePrime.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int, ctypes.c_int]
+            lib.inflateSetDictionary.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_char_p, ctypes.c_uint]
+            lib.inflateGetDictionary.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_char_p,
+                                                 ctypes.POINTER(ctypes.c_uint)]
+            _libz = lib
+        except (OSError, AttributeError):
+            _libz = False
+    return _libz or None
+
+
+def available() -> bool:
+    """Whether the system zlib can be called (access points can be recorded and used)."""
+    return _load_libz() is not None
+
+
+class _Inflater:
+    """A raw-deflate inflate stream of the system zlib."""
+
+    def __init__(self):
+        self.lib = _load_libz()
+        self.stream = _ZStream()
+        version = self.lib.zlibVersion()
+        if self.lib.inflateInit2_(ctypes.byref(self.stream), -15, version, ctypes.sizeof(_ZStream)) != _Z_OK:
+            raise MemoryError("zlib inflateInit2 failed")
+        # One input buffer for the stream's life; next_in/next_out are set as plain addresses (assigning ctypes
+        # objects to the struct's pointer fields would keep every buffer alive).
+        self._input = bytearray(_IN_CHUNK)
+        self._input_view = (ctypes.c_char * _IN_CHUNK).from_buffer(self._input)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.lib.inflateEnd(ctypes.byref(self.stream))
+            self.stream = None
+            del self._input_view
+
+    def refill(self, f, nbytes: int) -> int:
+        """Read up to ``nbytes`` (at most 1 MiB) compressed bytes from file ``f`` as the next input."""
+        read = f.readinto(memoryview(self._input)[: min(nbytes, _IN_CHUNK)])
+        self.stream.next_in = ctypes.addressof(self._input_view)
+        self.stream.avail_in = read
+        return read
+
+    def inflate(self, out_address: int, out_size: int, flush: int) -> int:
+        """Inflate into ``out_size`` bytes at ``out_address``; returns zlib's return code."""
+        self.stream.next_out = out_address
+        self.stream.avail_out = out_size
+        ret = self.lib.inflate(ctypes.byref(self.stream), flush)
+        if ret not in (_Z_OK, _Z_STREAM_END, _Z_BUF_ERROR):
+            message = self.stream.msg.decode(errors="replace") if self.stream.msg else f"code {ret}"
+            raise zlib.error(f"Error {ret} while decompressing data: {message}")
+        return ret
+
+    def window(self) -> bytes:
+        buffer = ctypes.create_string_buffer(WINDOW)
+        length = ctypes.c_uint(0)
+        self.lib.inflateGetDictionary(ctypes.byref(self.stream), buffer, ctypes.byref(length))
+        return buffer.raw[: length.value]
+
+
+@dataclass
+class MemberIndex:
+    """Access points of one deflated zip member. Offsets: ``out`` uncompressed, ``start`` compressed (from the
+    member's first data byte), ``bits`` unused bits of the byte before ``start`` that belong to the point."""
+
+    member: str
+    data_offset: int  # where the member's compressed data starts in the file
+    compressed_size: int
+    out: List[int] = field(default_factory=list)
+    start: List[int] = field(default_factory=list)
+    bits: List[int] = field(default_factory=list)
+    windows: List[bytes] = field(default_factory=list)
+
+    def save(self, path: str) -> None:
+        """Write the index to ``path`` (``.npz``) atomically: a reader never sees half an index."""
+        partial = f"{path}.{os.getpid()}.partial"
+        with open(partial, "wb") as f:
+            np.savez(f, member=np.array(self.member), offsets=np.array(
+                [self.data_offset, self.compressed_size], dtype=np.int64),
+                out=np.array(self.out, dtype=np.int64), start=np.array(self.start, dtype=np.int64),
+                bits=np.array(self.bits, dtype=np.int8),
+                window_lengths=np.array([len(w) for w in self.windows], dtype=np.int64),
+                windows=np.frombuffer(b"".join(self.windows), dtype=np.uint8))
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: str) -> "MemberIndex":
+        with np.load(path) as arrays:
+            lengths = arrays["window_lengths"].tolist()
+            ends = np.cumsum(lengths).tolist()
+            joined = arrays["windows"].tobytes()
+            windows = [joined[end - length:end] for end, length in zip(ends, lengths)]
+            data_offset, compressed_size = (int(v) for v in arrays["offsets"])
+            return cls(str(arrays["member"]), data_offset, compressed_size, arrays["out"].tolist(),
+                       arrays["start"].tolist(), arrays["bits"].tolist(), windows)
+
+    def point_before(self, offset: int) -> int:
+        """The number of the last access point at or before uncompressed ``offset``."""
+        return max(0, int(np.searchsorted(np.asarray(self.out, dtype=np.int64), offset, side="right")) - 1)
+
+
+def data_offset(path: str, info: zipfile.ZipInfo) -> int:
+    """Where a zip member's compressed bytes start (after its local header, whose name/extra lengths may differ
+    from the central directory's)."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise zlib.error(f"no local header for {info.filename!r} at byte {info.header_offset}")
+    name_length = int.from_bytes(header[26:28], "little")
+    extra_length = int.from_bytes(header[28:30], "little")
+    return info.header_offset + 30 + name_length + extra_length
+
+
+class DeflatedMemberReader:
+    """A deflated zip member's uncompressed bytes from ``offset`` on, read like a file (``read(n)``).
+
+    With an ``index``, inflating starts at the access point before ``offset``; otherwise at the member's start.
+    Read from the start to the end, the member's CRC-32 and size are checked (a mismatch raises ``zlib.error``)
+    and the access points passed on the way are recorded: :attr:`complete_index` is then the member's index.
+    """
+
+    def __init__(self, path: str, info: zipfile.ZipInfo, offset: int = 0, index: Optional[MemberIndex] = None,
+                 record: bool = False, span: Optional[int] = None):
+        self.path, self.info, self.span = path, info, span or SPAN
+        number = index.point_before(offset) if index is not None else 0
+        if index is None or number == 0:
+            index = MemberIndex(info.filename, data_offset(path, info), info.compress_size,
+                                [0], [0], [0], [b""])
+            number = 0
+        self._from_start = number == 0  # then the CRC-32 is checked at the end
+        # With ``record``, a read from the start records the points it passes (a later reader can start anywhere).
+        self._recorded = MemberIndex(info.filename, index.data_offset, info.compress_size,
+                                     [0], [0], [0], [b""]) if record and self._from_start else None
+        self._position = index.out[number]  # uncompressed offset of the next byte inflated
+        self._crc = 0
+        self._ended = False
+        self._inflater = _Inflater()
+        self._file = open(path, "rb")
+        start, bits = index.start[number], index.bits[number]
+        self._file.seek(index.data_offset + start - (1 if bits else 0))
+        self._remaining = info.compress_size - start
+        if bits:  # the point starts inside a byte: feed that byte's remaining bits first
+            byte = self._file.read(1)[0]
+            self._inflater.lib.inflatePrime(ctypes.byref(self._inflater.stream), bits, byte >> (8 - bits))
+        if index.windows[number]:
+            window = index.windows[number]
+            self._inflater.lib.inflateSetDictionary(ctypes.byref(self._inflater.stream), window, len(window))
+        self._discard(offset - self._position)
+
+    def close(self) -> None:
+        self._inflater.close()
+        self._file.close()
+
+    def __enter__(self) -> "DeflatedMemberReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def complete_index(self) -> Optional[MemberIndex]:
+        """The member's access points, when it was read from its start to its verified end; else None."""
+        return self._recorded if self._ended and self._recorded is not None else None
+
+    def _discard(self, nbytes: int) -> None:
+        while nbytes > 0:
+            nbytes -= len(self.read(min(nbytes, 8 * 2**20)))
+            if self._ended:
+                return
+
+    def read(self, nbytes: int) -> bytearray:
+        """Up to ``nbytes`` bytes (fewer only at the member's end)."""
+        result = bytearray(nbytes)
+        if nbytes == 0 or self._ended:
+            return bytearray()
+        target = ctypes.c_char.from_buffer(result)  # its address is the buffer's (no array type per size)
+        stream = self._inflater.stream
+        filled = 0
+        while filled < nbytes and not self._ended:
+            if stream.avail_in == 0 and self._remaining:
+                read = self._inflater.refill(self._file, self._remaining)
+                if not read:
+                    raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
+                self._remaining -= read
+            before = stream.total_out
+            ret = self._inflater.inflate(ctypes.addressof(target) + filled, nbytes - filled,
+                                         _Z_BLOCK if self._recorded is not None else _Z_NO_FLUSH)
+            filled += stream.total_out - before
+            if ret == _Z_STREAM_END:
+                self._ended = True
+            elif ret == _Z_BUF_ERROR and stream.avail_in == 0 and not self._remaining:
+                raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
+            elif self._recorded is not None:
+                data_type = stream.data_type
+                out = self._position + filled
+                # At a block boundary (bit 7), not after the last block (bit 6): a possible access point.
+                if data_type & 128 and not data_type & 64 and out - self._recorded.out[-1] >= self.span:
+                    self._recorded.out.append(out)
+                    self._recorded.start.append(stream.total_in)
+                    self._recorded.bits.append(data_type & 7)
+                    self._recorded.windows.append(self._inflater.window())
+        del target
+        if filled < nbytes:
+            del result[filled:]
+        if self._from_start:
+            self._crc = zlib.crc32(result, self._crc)
+        self._position += filled
+        if self._ended and self._from_start:
+            if self._position != self.info.file_size or self._crc != self.info.CRC:
+                self._recorded = None
+                raise zlib.error(f"member {self.info.filename!r} is corrupt: bad CRC-32 or size")
+        return result
+
+
+def build_index(path: str, info: zipfile.ZipInfo, span: Optional[int] = None) -> MemberIndex:
+    """One pass over a deflated member: its access points every ``span`` output bytes (CRC-32 checked)."""
+    with DeflatedMemberReader(path, info, record=True, span=span) as reader:
+        while reader.read(16 * 2**20):
+            pass
+        return reader.complete_index
