@@ -50,7 +50,7 @@ def run_build(data_dir: str, cache_dir: str, num_proc: int, known: bool = False)
     env = dict(os.environ, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with TreeMemorySampler(process.pid) as memory:
+    with TreeMemorySampler(process.pid, interval=0.2, pss=False) as memory:  # light: VmRSS/VmHWM only
         out, err = process.communicate()
     seconds = time.perf_counter() - start
     if process.returncode != 0:

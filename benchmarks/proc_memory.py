@@ -27,12 +27,15 @@ def process_tree(root_pid: int) -> List[int]:
     return pids
 
 
-def memory_kib(pid: int) -> Dict[str, int]:
-    """Memory of one process in KiB: VmRSS, VmHWM (peak RSS since exec), and Pss / Pss_Anon (proportional set
-    size: pages shared between processes, e.g. by fork, are split between them, so sums over a tree are real)."""
+def memory_kib(pid: int, pss: bool = True) -> Dict[str, int]:
+    """Memory of one process in KiB: VmRSS, VmHWM (peak RSS since exec), and with ``pss`` Pss / Pss_Anon
+    (proportional set size: pages shared between processes, e.g. by fork, are split between them, so sums over a
+    tree are real)."""
     values = {}
-    for source, keys in ((f"/proc/{pid}/status", ("VmRSS", "VmHWM")),
-                         (f"/proc/{pid}/smaps_rollup", ("Pss", "Pss_Anon"))):
+    sources = [(f"/proc/{pid}/status", ("VmRSS", "VmHWM"))]
+    if pss:
+        sources.append((f"/proc/{pid}/smaps_rollup", ("Pss", "Pss_Anon")))
+    for source, keys in sources:
         try:
             with open(source) as f:
                 for line in f:
@@ -54,8 +57,10 @@ class TreeMemorySampler:
     exec, so a forked child is not charged for its parent's memory).
     """
 
-    def __init__(self, root_pid: int, interval: float = 0.05):
-        self.root_pid, self.interval = root_pid, interval
+    def __init__(self, root_pid: int, interval: float = 0.05, pss: bool = True):
+        # pss=False reads only /proc/<pid>/status: smaps_rollup walks every page table of a process with large
+        # mappings under its memory lock, which slows a run that keeps both cores busy (timed builds use that).
+        self.root_pid, self.interval, self.pss = root_pid, interval, pss
         self.peak_tree_rss = self.peak_tree_pss = self.peak_tree_pss_anon = 0
         self._hwm: Dict[int, int] = {}
         self._stop = threading.Event()
@@ -65,7 +70,7 @@ class TreeMemorySampler:
         while not self._stop.is_set():
             rss = pss = pss_anon = 0
             for pid in process_tree(self.root_pid):
-                memory = memory_kib(pid)
+                memory = memory_kib(pid, self.pss)
                 rss += memory.get("VmRSS", 0)
                 pss += memory.get("Pss", 0)
                 pss_anon += memory.get("Pss_Anon", 0)

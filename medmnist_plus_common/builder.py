@@ -18,7 +18,7 @@ from datasets.utils.info_utils import VerificationMode
 
 from . import hf_compat
 from .catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, _unknown_message, load_catalog
-from .download import file_identity, locate_release
+from .download import file_identity, index_dir, locate_release
 from .errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
 from .recipes import MAX_SIZE, MIN_SIZE
@@ -236,10 +236,9 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                 raise RawSourceError(f"{path}: not found, though {REGENERATED_PROVENANCE} beside it lists it. "
                                      "Regenerate it, or pass the folder holding the file as data_dir.")
             return OfficialSource(facts, config.size, path, strict, regenerated,
-                                  index_dir=os.path.join(self._cache_downloaded_dir, "medmnist_plus", "index"))
+                                  index_dir=index_dir(self._cache_downloaded_dir))
         download_config = dl_manager.download_config if dl_manager is not None else None
         downloads = str((download_config.cache_dir if download_config else None) or self._cache_downloaded_dir)
-        index_dir = os.path.join(downloads, "medmnist_plus", "index")
         path = locate_release(
             release,
             cache_dir=downloads,
@@ -250,9 +249,9 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             offline=hf_compat.offline(),
             # While the new file is in the page cache: its access points, so that num_proc workers can each
             # start at their own rows (about 5 s per GiB, small beside the download).
-            after_download=lambda new_file: index_release(new_file, index_dir),
+            after_download=lambda new_file: index_release(new_file, index_dir(downloads)),
         )
-        return OfficialSource(facts, config.size, path, strict, index_dir=index_dir)
+        return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads))
 
     def provenance(self, checked: Optional[bool] = None) -> dict:
         """How this config's rows were produced: for the card and ``medmnist_plus.json``.

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .catalog import SPLITS, load_catalog
+from .catalog import SPLITS, ConfigRef, load_catalog
 
 PROVENANCE_FILE = "medmnist_plus.json"
 _LICENSE_IDS = {"CC BY 4.0": "cc-by-4.0", "CC BY-NC 4.0": "cc-by-nc-4.0"}
@@ -45,7 +45,7 @@ def render_card(metadata: Optional[dict], provenance: Dict[str, dict]) -> Datase
     catalog = load_catalog()
     order = {name: i for i, name in enumerate(catalog.config_names())}
     configs = sorted(provenance, key=lambda name: (order.get(name, len(order)), name))
-    pairs = [catalog.parse_config_name(name, any_size=True) for name in configs]
+    refs = [catalog.parse_config_name(name, any_size=True) for name in configs]  # parsed once, passed on
     data = dict(metadata or {})
     for key in ("configs", "dataset_info"):  # only configs whose publication completed stay listed
         entries = data.get(key) or []
@@ -53,9 +53,9 @@ def render_card(metadata: Optional[dict], provenance: Dict[str, dict]) -> Datase
         data[key] = [entry for entry in entries if entry.get("config_name", "default") in provenance]
         if not data[key]:
             del data[key]
-    licenses = sorted({_LICENSE_IDS[facts.license] for facts, _ in pairs}) or ["cc-by-4.0"]
-    dims = sorted({f"{facts.dims}d" for facts, _ in pairs})
-    total_rows = max([sum(facts.split_counts.values()) for facts, _ in pairs] or [0])
+    licenses = sorted({_LICENSE_IDS[ref.facts.license] for ref in refs}) or ["cc-by-4.0"]
+    dims = sorted({f"{ref.facts.dims}d" for ref in refs})
+    total_rows = max([sum(ref.facts.split_counts.values()) for ref in refs] or [0])
     data.update(
         pretty_name="MedMNIST+",
         license=licenses if len(licenses) > 1 else licenses[0],
@@ -69,10 +69,10 @@ def render_card(metadata: Optional[dict], provenance: Dict[str, dict]) -> Datase
         for info in data.get("dataset_info", [])
     }
     card_data = DatasetCardData(**data)
-    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{_body(configs, provenance, published_counts)}")
+    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{_body(refs, provenance, published_counts)}")
 
 
-def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dict[str, Dict[str, int]]) -> str:
+def _body(refs: List[ConfigRef], provenance: Dict[str, dict], published_counts: Dict[str, Dict[str, int]]) -> str:
     catalog = load_catalog()
     lines = [
         "# MedMNIST+",
@@ -83,7 +83,7 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         "",
         "```python",
         "from datasets import load_dataset",
-        f'ds = load_dataset("<this repo>", "{configs[0] if configs else "pathmnist-224"}")',
+        f'ds = load_dataset("<this repo>", "{refs[0].name if refs else "pathmnist-224"}")',
         "```",
         "",
         "## Licenses",
@@ -96,15 +96,15 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         "| config | dataset | kind | task | train / validation / test | license | produced from |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in configs:
-        facts, size = catalog.parse_config_name(name, any_size=True)
+    for ref in refs:
+        name, (facts, size) = ref.name, ref
         p = provenance[name]
         counts = published_counts.get(name) or facts.split_counts
         counts = " / ".join(f"{counts.get(s, 0):,}" for s in SPLITS)
         kind = f"{facts.dims}D, {'x'.join([str(size)] * facts.dims)}{' RGB' if facts.channels == 3 else ''}"
         origin = _origin_text(p)
         lines.append(f"| `{name}` | {facts.title} | {kind} | {facts.task} | {counts} | {facts.license} | {origin} |")
-    previews = [name for name in configs if provenance[name].get("preview")]
+    previews = [ref.name for ref in refs if provenance[ref.name].get("preview")]
     if previews:  # montages written by push/export: the first training samples, captioned "label #index"
         lines += ["", "## Previews", "", "The first training samples of each config, captioned with label and `index`"
                   " (3D: the axial, coronal and sagittal middle slices).", ""]
@@ -133,7 +133,7 @@ def _body(configs: List[str], provenance: Dict[str, dict], published_counts: Dic
         "## Datasets",
         "",
     ]
-    for facts in {facts.flag: facts for facts, _ in (catalog.parse_config_name(n, any_size=True) for n in configs)}.values():
+    for facts in {ref.flag: ref.facts for ref in refs}.values():
         labels = ", ".join(f"{i}: {label}" for i, label in enumerate(facts.labels))
         lines += [
             f"### {facts.title} (`{facts.flag}`)",

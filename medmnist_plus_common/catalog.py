@@ -80,6 +80,41 @@ class DatasetFacts:
 
 
 @dataclass(frozen=True)
+class ConfigRef:
+    """A parsed config name (``"organmnist3d-64"``): the dataset's facts and the size, parsed once and passed on.
+
+    Unpacks as ``facts, size = ref`` for code that needs only those two.
+    """
+
+    facts: DatasetFacts
+    size: int
+
+    def __iter__(self):
+        return iter((self.facts, self.size))
+
+    @property
+    def name(self) -> str:
+        return self.facts.config_name(self.size)
+
+    @property
+    def flag(self) -> str:
+        return self.facts.flag
+
+    @property
+    def release(self) -> Optional[ReleaseFile]:
+        """The official release file at this size; None for a size only raw sources can be regenerated at."""
+        return self.facts.files.get(self.size)
+
+    @property
+    def is_official_size(self) -> bool:
+        return self.size in self.facts.files
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.facts.image_shape(self.size)
+
+
+@dataclass(frozen=True)
 class Catalog:
     about: str
     url_template: str
@@ -102,8 +137,8 @@ class Catalog:
     def config_names(self) -> List[str]:
         return [facts.config_name(size) for facts in self for size in facts.sizes]
 
-    def parse_config_name(self, name: str, any_size: bool = False) -> Tuple[DatasetFacts, int]:
-        """``"organmnist3d-64"`` -> (facts of organmnist3d, 64); unknown names get the closest suggestions.
+    def parse_config_name(self, name: str, any_size: bool = False) -> ConfigRef:
+        """``"organmnist3d-64"`` -> ConfigRef(facts of organmnist3d, 64); unknown names get the closest suggestions.
 
         With ``any_size``, every size from 8 to 1024 is accepted (sizes that raw sources can be regenerated at).
         """
@@ -111,7 +146,7 @@ class Catalog:
         facts = self.datasets.get(flag)
         if facts is not None and size.isdigit() and (
                 int(size) in facts.files or (any_size and ANY_SIZE_RANGE[0] <= int(size) <= ANY_SIZE_RANGE[1])):
-            return facts, int(size)
+            return ConfigRef(facts, int(size))
         raise UnknownConfigError(_unknown_message("config", name, self.config_names()))
 
 

@@ -47,7 +47,8 @@ def cmd_info(args) -> int:
     if name in {facts.flag for facts in catalog}:
         facts = catalog[name]
     elif "-" in name:  # a config name, "<flag>-<size>": that dataset, its config marked
-        facts, chosen = catalog.parse_config_name(name)
+        chosen = catalog.parse_config_name(name)
+        facts = chosen.facts
     else:
         facts = catalog[name]  # unknown: the closest suggestions
     print(f"{facts.title} ({facts.flag}): {facts.task}, {facts.dims}D, {facts.channels} channel(s), {facts.license}")
@@ -60,10 +61,10 @@ def cmd_info(args) -> int:
     print("official release files (Zenodo record 10519652):")
     for size in facts.sizes:
         release = facts.files[size]
-        mark = "*" if size == chosen else " "
+        mark = "*" if chosen is not None and size == chosen.size else " "
         print(f"{mark} {facts.config_name(size):22s} {release.file:28s} md5 {release.md5}")
     if chosen is not None:
-        print(f"* {facts.config_name(chosen)}: {'x'.join(map(str, facts.image_shape(chosen)))} uint8 per example")
+        print(f"* {chosen.name}: {'x'.join(map(str, chosen.shape))} uint8 per example")
     print(f"\n{facts.description}")
     return 0
 
@@ -165,8 +166,9 @@ def _demo(workdir: str, keep: bool) -> int:
     data_dir = os.path.join(workdir, "release")
     os.makedirs(data_dir, exist_ok=True)
     for config in DEMO_CONFIGS:
-        facts, size = load_catalog().parse_config_name(config)
-        path = write_synthetic_release(os.path.join(data_dir, facts.files[size].file), facts, size,
+        ref = load_catalog().parse_config_name(config)
+        facts = ref.facts
+        path = write_synthetic_release(os.path.join(data_dir, ref.release.file), facts, ref.size,
                                        counts=DEMO_COUNTS, seed=1)
         instance = builder_for(config, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
         instance.download_and_prepare(verification_mode="no_checks")

@@ -20,7 +20,7 @@ import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import numpy as np
 

@@ -58,6 +58,20 @@ def file_identity(path: str) -> Optional[str]:
     return f"{path}:{stat.st_size}-{stat.st_mtime_ns}"
 
 
+def downloads_dir(cache_dir: Optional[str] = None) -> str:
+    """The datasets download cache of ``cache_dir`` (as a builder given that cache_dir uses), else the default one."""
+    if cache_dir:
+        return os.path.join(os.path.expanduser(str(cache_dir)), "downloads")
+    import datasets  # only when needed: the catalog commands never import it
+
+    return str(datasets.config.DOWNLOADED_DATASETS_PATH)
+
+
+def index_dir(downloads: str) -> str:
+    """Where the deflate access points of release files are kept (see :mod:`.deflate_index`)."""
+    return os.path.join(downloads, "medmnist_plus", "index")
+
+
 def medmnist_root() -> str:
     """The official ``medmnist`` package's default download folder, whose files are reused after an MD5 check."""
     return os.environ.get(MEDMNIST_ROOT_ENV) or os.path.join(os.path.expanduser("~"), ".medmnist")

@@ -327,14 +327,11 @@ def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, rep
         if not indices:
             raise EvaluationError(f"{source.describe()}: the split is empty.")
         return np.concatenate(indices), np.concatenate(labels), source.describe()
-    import datasets
-
     from . import hf_compat
-    from .download import locate_release
+    from .download import downloads_dir, locate_release
     from .release import ReleaseArchive, member_name
 
-    downloads = os.path.join(os.path.expanduser(cache_dir), "downloads") if cache_dir else datasets.config.DOWNLOADED_DATASETS_PATH
-    path = locate_release(facts.files[size], cache_dir=str(downloads), data_dir=data_dir, base_url=base_url, strict=False,
+    path = locate_release(facts.files[size], cache_dir=downloads_dir(cache_dir), data_dir=data_dir, base_url=base_url, strict=False,
                           offline=hf_compat.offline())
     with ReleaseArchive(path) as archive:
         labels = archive.read_array(member_name(split, "labels"))

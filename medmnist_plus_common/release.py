@@ -150,8 +150,9 @@ class ReleaseArchive:
     def iter_chunks(self, name: str, row_ranges: Sequence[Tuple[int, int | None]]) -> Iterator[np.ndarray]:
         """Yield the rows of ``row_ranges`` (ascending ``(start, stop)`` pairs, ``stop=None`` = to the end) in chunks.
 
-        One pass over the member: rows between ranges are skipped by reading forward, since a deflate stream
-        cannot seek. Reading to the end of the member also checks the member's CRC-32.
+        One pass over the member. A deflate stream cannot seek: rows between ranges are inflated and dropped,
+        unless the member has an index of access points (see the class), where a range far ahead starts at the
+        point before it. Reading the whole member also checks its CRC-32.
         """
         stream, header = self._open(name)
         if header.fortran_order:
@@ -159,38 +160,45 @@ class ReleaseArchive:
             raise ReleaseFileError(f"{self.path}: array {name!r} is stored in Fortran order; releases are C order.")
         row_bytes = max(header.row_bytes, 1)
         chunk_rows = max(1, CHUNK_BYTES // row_bytes)
-        first_row = row_ranges[0][0] if row_ranges else 0
         position = 0
-        index_file = None
+        index = index_file = None
         try:
             if self._indexable(header):
-                stream, index_file = self._open_indexed(stream, header, first_row)
-                position = first_row if 0 <= first_row <= header.rows else 0
-            with stream:
-                for start, stop in row_ranges:
-                    stop = header.rows if stop is None else stop
-                    if not 0 <= start <= stop <= header.rows or start < position:
-                        raise ValueError(f"bad row range {(start, stop)} for {header.rows} rows at row {position}")
-                    while position < start:  # skip forward without holding the skipped rows
-                        step = min(chunk_rows, start - position)
-                        _read_exact(stream, step * row_bytes, self.path, name)
-                        position += step
-                    while position < stop:
-                        step = min(chunk_rows, stop - position)
-                        data = _read_exact(stream, step * header.row_bytes, self.path, name)
-                        yield np.frombuffer(data, dtype=header.dtype).reshape((step,) + header.shape[1:])
-                        position += step
-                if position == header.rows and stream.read(1):
-                    raise ReleaseFileError(
-                        f"{self.path}: array {name!r} has bytes after its {header.rows} rows; the file is corrupt. "
-                        f"{_REDOWNLOAD}"
-                    )
-                if index_file and getattr(stream, "complete_index", None) is not None:
-                    _save_index(stream.complete_index, index_file)
+                data_start = stream.tell()  # the .npy header's length
+                stream.close()
+                index_file = self._index_file(header.member)
+                index = _load_index(index_file) if index_file else None
+                stream = self._member_reader(header, data_start, 0, index, record=index_file is not None)
+            for start, stop in row_ranges:
+                stop = header.rows if stop is None else stop
+                if not 0 <= start <= stop <= header.rows or start < position:
+                    raise ValueError(f"bad row range {(start, stop)} for {header.rows} rows at row {position}")
+                if index is not None and (start - position) * row_bytes > 2 * deflate_index.SPAN:
+                    stream.close()  # far ahead: start again at the access point before the range
+                    stream = self._member_reader(header, data_start, start, index)
+                    position = start
+                while position < start:  # skip forward without holding the skipped rows
+                    step = min(chunk_rows, start - position)
+                    _read_exact(stream, step * row_bytes, self.path, name)
+                    position += step
+                while position < stop:
+                    step = min(chunk_rows, stop - position)
+                    data = _read_exact(stream, step * header.row_bytes, self.path, name)
+                    yield np.frombuffer(data, dtype=header.dtype).reshape((step,) + header.shape[1:])
+                    position += step
+            if position == header.rows and stream.read(1):
+                raise ReleaseFileError(
+                    f"{self.path}: array {name!r} has bytes after its {header.rows} rows; the file is corrupt. "
+                    f"{_REDOWNLOAD}"
+                )
+            if index is None and index_file and getattr(stream, "complete_index", None) is not None:
+                _save_index(stream.complete_index, index_file)
         except (zipfile.BadZipFile, zlib.error, EOFError) as err:
             raise ReleaseFileError(
                 f"{self.path}: array {name!r} is corrupt ({err}). {_REDOWNLOAD}"
             ) from err
+        finally:
+            stream.close()
 
     def _indexable(self, header: ArrayHeader) -> bool:
         info = self._members[header.member]
@@ -204,17 +212,13 @@ class ReleaseArchive:
         key = hashlib.sha1(identity.encode()).hexdigest()[:24]
         return os.path.join(self.index_dir, f"{key}-{member[:-len('.npy')]}.npz")
 
-    def _open_indexed(self, stream, header: ArrayHeader, first_row: int):
-        """A reader of the member's rows from ``first_row``, started at the access point before it when the member
-        has an index; else from the start, recording the index on the way (when there is an index_dir)."""
-        data_start = stream.tell()  # the .npy header's length
-        stream.close()
-        index_file = self._index_file(header.member)
-        index = _load_index(index_file) if index_file else None
-        reader = deflate_index.DeflatedMemberReader(
-            self.path, self._members[header.member], data_start + max(first_row, 0) * header.row_bytes,
-            index=index, record=index_file is not None and index is None)
-        return reader, index_file if index is None else None
+    def _member_reader(self, header: ArrayHeader, data_start: int, row: int,
+                       index: Optional[deflate_index.MemberIndex], record: bool = False):
+        """The member's bytes from ``row`` on: from the access point before it (with an index), else from the
+        member's start, then recording the access points passed when ``record``."""
+        return deflate_index.DeflatedMemberReader(self.path, self._members[header.member],
+                                                  data_start + row * header.row_bytes, index=index,
+                                                  record=record and index is None)
 
     def index_members(self, names: Sequence[str]) -> None:
         """Record the access points of these arrays now (one pass over each), if they have none yet."""

@@ -101,12 +101,12 @@ def _histogram_text(facts: DatasetFacts, counts: np.ndarray) -> Dict[str, int]:
 class _Reference:
     """One split of a release file: labels in memory, pixels as one digest per row (chunked, bounded memory)."""
 
-    def __init__(self, path: str, split: str, progress=None):
+    def __init__(self, path: str, split: str, progress=None, index_dir: Optional[str] = None):
         from .release import ReleaseArchive, member_name
 
-        self.path, self.split = path, split
+        self.path, self.split, self.index_dir = path, split, index_dir
         self.images_member = member_name(split, "images")
-        with ReleaseArchive(path) as archive:
+        with ReleaseArchive(path, index_dir) as archive:  # the full read records the member's access points
             self.labels = archive.read_array(member_name(split, "labels"))
             header = archive.header(self.images_member)
             self.shape = header.shape[1:]
@@ -123,12 +123,12 @@ class _Reference:
         self.rows = len(self.labels)
 
     def rows_at(self, indices: List[int]) -> Dict[int, np.ndarray]:
-        """The release pixels of a few rows (one more pass over the member)."""
+        """The release pixels of a few rows (inflating only near them, from the member's access points)."""
         from .release import ReleaseArchive
 
         wanted = sorted(set(indices))
         out = {}
-        with ReleaseArchive(self.path) as archive:
+        with ReleaseArchive(self.path, self.index_dir) as archive:
             ranges = [(i, i + 1) for i in wanted]
             rows = (row for chunk in archive.iter_chunks(self.images_member, ranges) for row in chunk)
             for i, row in zip(wanted, rows):
@@ -149,6 +149,7 @@ def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = 
            cache_dir: Optional[str] = None, source: str = "official", manifest: Optional[str] = None, splits=SPLITS,
            progress=None) -> VerifyReport:
     """Verify ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or the local build."""
+    from .download import downloads_dir, index_dir
     from .features import features_for
     from .rows import open_split, split_name
 
@@ -168,7 +169,7 @@ def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = 
                 report.problems.append("features: the source does not declare its features")
             elif opened.features not in expected:
                 report.problems.append(f"features: {dict(opened.features)}; expected {dict(expected[0])}")
-        reference = _Reference(against, split, progress) if against else None
+        reference = _Reference(against, split, progress, index_dir(downloads_dir(cache_dir))) if against else None
         report.splits.append(_verify_split(report, opened, facts, size, reference, progress))
     return report
 

@@ -98,6 +98,9 @@ def test_rows_after_the_first_point_are_read_without_inflating_the_rows_before(r
     with ReleaseArchive(str(path), index_dir) as archive:
         late = np.concatenate(list(archive.iter_chunks(images, [(900, 1000), (1050, None)])))
         assert np.array_equal(late, np.concatenate([arrays[images][900:1000], arrays[images][1050:]]))
+        # a range far after the previous one starts again at its access point (random access for previews)
+        jumped = np.concatenate(list(archive.iter_chunks(images, [(0, 3), (900, 910)])))
+        assert np.array_equal(jumped, np.concatenate([arrays[images][0:3], arrays[images][900:910]]))
         with pytest.raises(ReleaseFileError, match="corrupt"):
             list(archive.iter_chunks(images, [(0, 300)]))
     with ReleaseArchive(str(path)) as archive:  # without the index, the damage is met on the way
