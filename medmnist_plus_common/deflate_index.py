@@ -15,7 +15,6 @@ Python's :mod:`zlib` has neither ``Z_BLOCK`` nor ``inflatePrime``; the system zl
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import zipfile
 import zlib
@@ -48,6 +47,8 @@ _libz = None
 def _load_libz():
     global _libz
     if _libz is None:
+        import ctypes.util  # only when a member is read: the catalog commands never need it
+
         try:
             lib = ctypes.CDLL(ctypes.util.find_library("z") or "libz.so.1")
             lib.zlibVersion.restype = ctypes.c_char_p
