@@ -7,8 +7,8 @@ back-references may reach). Inflating can then start at any point (``inflatePrim
 point's first byte, ``inflateSetDictionary`` the history), so each ``num_proc`` worker inflates only its own rows,
 and a preview reads one row without inflating the rows before it.
 
-Python's :mod:`zlib` has neither ``Z_BLOCK`` nor ``inflatePrime``; the system zlib (the library CPython's
-:mod:`zlib` module itself is linked to) is called through :mod:`ctypes`. Where it cannot be loaded,
+Python's :mod:`zlib` has neither ``Z_BLOCK`` nor ``inflatePrime``; the system zlib (``libz.so.1``, on Linux
+usually the library CPython's :mod:`zlib` module is linked to) is called through :mod:`ctypes`. Where it cannot be loaded,
 :func:`available` is False and readers inflate from the member's start, as before.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -113,45 +114,77 @@ class _Inflater:
     def window(self) -> bytes:
         buffer = ctypes.create_string_buffer(WINDOW)
         length = ctypes.c_uint(0)
-        self.lib.inflateGetDictionary(ctypes.byref(self.stream), buffer, ctypes.byref(length))
+        if self.lib.inflateGetDictionary(ctypes.byref(self.stream), buffer, ctypes.byref(length)) != _Z_OK:
+            raise zlib.error("zlib inflateGetDictionary failed")
         return buffer.raw[: length.value]
+
+
+FORMAT = 1  # of the saved index; another value is not read
 
 
 @dataclass
 class MemberIndex:
-    """Access points of one deflated zip member. Offsets: ``out`` uncompressed, ``start`` compressed (from the
-    member's first data byte), ``bits`` unused bits of the byte before ``start`` that belong to the point."""
+    """Access points of one deflated zip member, and the member they belong to.
+
+    Point ``i``: ``out[i]`` uncompressed offset, ``start[i]`` compressed offset (from the member's first data
+    byte), ``bits[i]`` unused bits of the byte before ``start[i]`` that belong to the point, ``windows[i]`` the
+    32 KiB of output before it. ``crcs[i]``: the CRC-32 of the uncompressed bytes from point ``i`` to the next
+    point (or the member's end), so a reader that starts at a point still checks every span it passes.
+    """
 
     member: str
     data_offset: int  # where the member's compressed data starts in the file
     compressed_size: int
+    file_size: int = 0  # the member's uncompressed size
+    member_crc: int = 0  # the zip directory's CRC-32 of the whole member
     out: List[int] = field(default_factory=list)
     start: List[int] = field(default_factory=list)
     bits: List[int] = field(default_factory=list)
     windows: List[bytes] = field(default_factory=list)
+    crcs: List[int] = field(default_factory=list)
+
+    def fits(self, path: str, info: zipfile.ZipInfo) -> bool:
+        """Whether this index describes ``info``'s member as it is in ``path`` now (else it is ignored)."""
+        complete = len(self.out) == len(self.start) == len(self.bits) == len(self.windows) == len(self.crcs) > 0
+        return complete and (self.member, self.compressed_size, self.file_size, self.member_crc) == (
+            info.filename, info.compress_size, info.file_size, info.CRC) and self.data_offset == data_offset(path, info)
+
+    def span_end(self, number: int) -> int:
+        return self.out[number + 1] if number + 1 < len(self.out) else self.file_size
 
     def save(self, path: str) -> None:
         """Write the index to ``path`` (``.npz``) atomically: a reader never sees half an index."""
-        partial = f"{path}.{os.getpid()}.partial"
-        with open(partial, "wb") as f:
-            np.savez(f, member=np.array(self.member), offsets=np.array(
-                [self.data_offset, self.compressed_size], dtype=np.int64),
-                out=np.array(self.out, dtype=np.int64), start=np.array(self.start, dtype=np.int64),
-                bits=np.array(self.bits, dtype=np.int8),
-                window_lengths=np.array([len(w) for w in self.windows], dtype=np.int64),
-                windows=np.frombuffer(b"".join(self.windows), dtype=np.uint8))
-        os.replace(partial, path)
+        folder = os.path.dirname(path) or "."
+        handle, partial = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as f:
+                np.savez(f, format=np.int64(FORMAT), member=np.array(self.member), sizes=np.array(
+                    [self.data_offset, self.compressed_size, self.file_size, self.member_crc], dtype=np.int64),
+                    out=np.array(self.out, dtype=np.int64), start=np.array(self.start, dtype=np.int64),
+                    bits=np.array(self.bits, dtype=np.int8), crcs=np.array(self.crcs, dtype=np.int64),
+                    window_lengths=np.array([len(w) for w in self.windows], dtype=np.int64),
+                    windows=np.frombuffer(b"".join(self.windows), dtype=np.uint8))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
 
     @classmethod
     def load(cls, path: str) -> "MemberIndex":
+        """Read a saved index (``ValueError`` if it is not one of this format)."""
         with np.load(path) as arrays:
+            if int(arrays["format"]) != FORMAT:
+                raise ValueError(f"index format {int(arrays['format'])}, not {FORMAT}")
             lengths = arrays["window_lengths"].tolist()
             ends = np.cumsum(lengths).tolist()
             joined = arrays["windows"].tobytes()
             windows = [joined[end - length:end] for end, length in zip(ends, lengths)]
-            data_offset, compressed_size = (int(v) for v in arrays["offsets"])
-            return cls(str(arrays["member"]), data_offset, compressed_size, arrays["out"].tolist(),
-                       arrays["start"].tolist(), arrays["bits"].tolist(), windows)
+            offset, compressed, size, crc = (int(v) for v in arrays["sizes"])
+            return cls(str(arrays["member"]), offset, compressed, size, crc, arrays["out"].tolist(),
+                       arrays["start"].tolist(), arrays["bits"].tolist(), windows, arrays["crcs"].tolist())
 
     def point_before(self, offset: int) -> int:
         """The number of the last access point at or before uncompressed ``offset``."""
@@ -174,42 +207,52 @@ def data_offset(path: str, info: zipfile.ZipInfo) -> int:
 class DeflatedMemberReader:
     """A deflated zip member's uncompressed bytes from ``offset`` on, read like a file (``read(n)``).
 
-    With an ``index``, inflating starts at the access point before ``offset``; otherwise at the member's start.
-    Read from the start to the end, the member's CRC-32 and size are checked (a mismatch raises ``zlib.error``)
-    and the access points passed on the way are recorded: :attr:`complete_index` is then the member's index.
+    With an ``index`` (that :meth:`MemberIndex.fits` the member), inflating starts at the access point before
+    ``offset``, and each span between points that the reader passes is checked against its CRC-32. Without one it
+    starts at the member's start and checks the member's CRC-32 and size at its end; with ``record`` it also
+    records the access points it passes: :attr:`complete_index` is then the member's index. A mismatch raises
+    ``zlib.error``.
     """
 
     def __init__(self, path: str, info: zipfile.ZipInfo, offset: int = 0, index: Optional[MemberIndex] = None,
                  record: bool = False, span: Optional[int] = None):
         self.path, self.info, self.span = path, info, span or SPAN
+        self._index = index  # spans checked against its CRCs
         number = index.point_before(offset) if index is not None else 0
-        if index is None or number == 0:
-            index = MemberIndex(info.filename, data_offset(path, info), info.compress_size,
-                                [0], [0], [0], [b""])
-            number = 0
-        self._from_start = number == 0  # then the CRC-32 is checked at the end
+        self._point = number  # the span being read (with an index)
+        self._from_start = index is None  # then the whole member's CRC-32 is checked at its end
+        first = data_offset(path, info)
         # With ``record``, a read from the start records the points it passes (a later reader can start anywhere).
-        self._recorded = MemberIndex(info.filename, index.data_offset, info.compress_size,
-                                     [0], [0], [0], [b""]) if record and self._from_start else None
-        self._position = index.out[number]  # uncompressed offset of the next byte inflated
-        self._crc = 0
+        self._recorded = MemberIndex(info.filename, first, info.compress_size, info.file_size, info.CRC,
+                                     [0], [0], [0], [b""]) if record and index is None else None
+        self._position = index.out[number] if index is not None else 0  # offset of the next byte inflated
+        self._crc = self._span_crc = 0
         self._ended = False
         self._inflater = _Inflater()
-        self._file = open(path, "rb")
-        start, bits = index.start[number], index.bits[number]
-        self._file.seek(index.data_offset + start - (1 if bits else 0))
-        self._remaining = info.compress_size - start
-        if bits:  # the point starts inside a byte: feed that byte's remaining bits first
-            byte = self._file.read(1)[0]
-            self._inflater.lib.inflatePrime(ctypes.byref(self._inflater.stream), bits, byte >> (8 - bits))
-        if index.windows[number]:
-            window = index.windows[number]
-            self._inflater.lib.inflateSetDictionary(ctypes.byref(self._inflater.stream), window, len(window))
-        self._discard(offset - self._position)
+        self._file = None
+        try:
+            self._file = open(path, "rb")
+            start = index.start[number] if index is not None else 0
+            bits = index.bits[number] if index is not None else 0
+            self._file.seek(first + start - (1 if bits else 0))
+            self._remaining = info.compress_size - start
+            stream = ctypes.byref(self._inflater.stream)
+            if bits:  # the point starts inside a byte: feed that byte's remaining bits first
+                byte = self._file.read(1)
+                if len(byte) != 1 or self._inflater.lib.inflatePrime(stream, bits, byte[0] >> (8 - bits)) != _Z_OK:
+                    raise zlib.error(f"member {info.filename!r}: cannot start at its access point {number}")
+            window = index.windows[number] if index is not None else b""
+            if window and self._inflater.lib.inflateSetDictionary(stream, window, len(window)) != _Z_OK:
+                raise zlib.error(f"member {info.filename!r}: cannot start at its access point {number}")
+            self._discard(offset - self._position)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self._inflater.close()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> "DeflatedMemberReader":
         return self
@@ -228,48 +271,80 @@ class DeflatedMemberReader:
             if self._ended:
                 return
 
+    def _bad(self, what: str) -> zlib.error:
+        self._recorded = None
+        return zlib.error(f"member {self.info.filename!r} is corrupt: {what}")
+
+    def _check_spans(self, data: memoryview) -> None:
+        """Account ``data`` (the next bytes from ``self._position``) to the index's spans, checking each one ended."""
+        position, done = self._position, 0
+        while done < len(data):
+            end = self._index.span_end(self._point)
+            take = min(len(data) - done, end - position)
+            if take <= 0:
+                raise self._bad("more bytes than its size")
+            self._span_crc = zlib.crc32(data[done:done + take], self._span_crc)
+            done, position = done + take, position + take
+            if position == end:
+                if self._span_crc != self._index.crcs[self._point]:
+                    raise self._bad(f"bad CRC-32 of bytes {self._index.out[self._point]}..{end}")
+                self._point, self._span_crc = self._point + 1, 0
+
     def read(self, nbytes: int) -> bytearray:
         """Up to ``nbytes`` bytes (fewer only at the member's end)."""
-        result = bytearray(nbytes)
-        if nbytes == 0 or self._ended:
+        if nbytes <= 0 or self._ended:
             return bytearray()
+        nbytes = min(nbytes, 2**30)  # zlib's avail_out is 32-bit
+        result = bytearray(nbytes)
+        view = memoryview(result)
         target = ctypes.c_char.from_buffer(result)  # its address is the buffer's (no array type per size)
+        address = ctypes.addressof(target)
         stream = self._inflater.stream
-        filled = 0
-        while filled < nbytes and not self._ended:
-            if stream.avail_in == 0 and self._remaining:
-                read = self._inflater.refill(self._file, self._remaining)
-                if not read:
+        filled = mark = 0  # mark: start of the recorded span's bytes not yet in its CRC
+        try:
+            while filled < nbytes and not self._ended:
+                if stream.avail_in == 0 and self._remaining:
+                    read = self._inflater.refill(self._file, self._remaining)
+                    if not read:
+                        raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
+                    self._remaining -= read
+                before = stream.total_out
+                ret = self._inflater.inflate(address + filled, nbytes - filled,
+                                             _Z_BLOCK if self._recorded is not None else _Z_NO_FLUSH)
+                filled += stream.total_out - before
+                if ret == _Z_STREAM_END:
+                    self._ended = True
+                elif ret == _Z_BUF_ERROR and stream.avail_in == 0 and not self._remaining:
                     raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
-                self._remaining -= read
-            before = stream.total_out
-            ret = self._inflater.inflate(ctypes.addressof(target) + filled, nbytes - filled,
-                                         _Z_BLOCK if self._recorded is not None else _Z_NO_FLUSH)
-            filled += stream.total_out - before
-            if ret == _Z_STREAM_END:
-                self._ended = True
-            elif ret == _Z_BUF_ERROR and stream.avail_in == 0 and not self._remaining:
-                raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
-            elif self._recorded is not None:
-                data_type = stream.data_type
-                out = self._position + filled
-                # At a block boundary (bit 7), not after the last block (bit 6): a possible access point.
-                if data_type & 128 and not data_type & 64 and out - self._recorded.out[-1] >= self.span:
-                    self._recorded.out.append(out)
-                    self._recorded.start.append(stream.total_in)
-                    self._recorded.bits.append(data_type & 7)
-                    self._recorded.windows.append(self._inflater.window())
-        del target
-        if filled < nbytes:
-            del result[filled:]
+                elif self._recorded is not None:
+                    data_type = stream.data_type
+                    out = self._position + filled
+                    # At a block boundary (bit 7), not after the last block (bit 6): a possible access point.
+                    if data_type & 128 and not data_type & 64 and out - self._recorded.out[-1] >= self.span:
+                        self._recorded.crcs.append(zlib.crc32(view[mark:filled], self._span_crc))
+                        self._span_crc, mark = 0, filled
+                        self._recorded.out.append(out)
+                        self._recorded.start.append(stream.total_in)
+                        self._recorded.bits.append(data_type & 7)
+                        self._recorded.windows.append(self._inflater.window())
+        finally:
+            del target  # releases the buffer export
+        if self._index is not None:
+            self._check_spans(view[:filled])
+        if self._recorded is not None:
+            self._span_crc = zlib.crc32(view[mark:filled], self._span_crc)
         if self._from_start:
-            self._crc = zlib.crc32(result, self._crc)
+            self._crc = zlib.crc32(view[:filled], self._crc)
+        view.release()
         self._position += filled
-        if self._ended and self._from_start:
-            if self._position != self.info.file_size or self._crc != self.info.CRC:
-                self._recorded = None
-                raise zlib.error(f"member {self.info.filename!r} is corrupt: bad CRC-32 or size")
-        return result
+        if self._ended:
+            if self._position != self.info.file_size:
+                raise self._bad(f"{self._position} bytes, not {self.info.file_size}")
+            if self._from_start and self._crc != self.info.CRC:
+                raise self._bad("bad CRC-32")
+            if self._recorded is not None:
+                self._recorded.crcs.append(self._span_crc)
+        return result if filled == nbytes else result[:filled]
 
 
 def build_index(path: str, info: zipfile.ZipInfo, span: Optional[int] = None) -> MemberIndex:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -140,14 +141,16 @@ def remembered_md5(path: str, memo_dir: str) -> str:
     except (OSError, ValueError, KeyError, AttributeError):
         pass
     digest = md5sum(path)
+    partial = None
     try:
         os.makedirs(memo_dir, exist_ok=True)
-        partial = f"{memo}.{os.getpid()}.partial"
-        with open(partial, "w", encoding="utf-8") as f:
+        handle, partial = tempfile.mkstemp(dir=memo_dir, suffix=".partial")
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
             json.dump({"identity": identity, "md5": digest}, f)
         os.replace(partial, memo)
     except OSError:  # a read-only cache only costs time
-        pass
+        if partial and os.path.exists(partial):
+            os.remove(partial)
     return digest
 
 

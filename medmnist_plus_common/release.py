@@ -167,7 +167,7 @@ class ReleaseArchive:
                 data_start = stream.tell()  # the .npy header's length
                 stream.close()
                 index_file = self._index_file(header.member)
-                index = _load_index(index_file) if index_file else None
+                index = self._usable_index(index_file, header.member)
                 stream = self._member_reader(header, data_start, 0, index, record=index_file is not None)
             for start, stop in row_ranges:
                 stop = header.rows if stop is None else stop
@@ -212,6 +212,25 @@ class ReleaseArchive:
         key = hashlib.sha1(identity.encode()).hexdigest()[:24]
         return os.path.join(self.index_dir, f"{key}-{member[:-len('.npy')]}.npz")
 
+    def _usable_index(self, index_file: Optional[str], member: str) -> Optional[deflate_index.MemberIndex]:
+        """The saved index of ``member`` if it is readable and describes the member as it is now; else None (and an
+        unusable file is removed, so the next full read records a good one)."""
+        if not index_file or not os.path.isfile(index_file):
+            return None
+        try:
+            index = deflate_index.MemberIndex.load(index_file)
+            if index.fits(self.path, self._members[member]):
+                return index
+            problem = "it describes another version of the member"
+        except Exception as err:  # noqa: BLE001 (any damage to a cache file only costs speed)
+            problem = f"{type(err).__name__}: {err}"
+        logger.info("Ignoring the deflate index %s (%s); it is recorded again.", index_file, problem)
+        try:
+            os.remove(index_file)
+        except OSError:
+            pass
+        return None
+
     def _member_reader(self, header: ArrayHeader, data_start: int, row: int,
                        index: Optional[deflate_index.MemberIndex], record: bool = False):
         """The member's bytes from ``row`` on: from the access point before it (with an index), else from the
@@ -226,7 +245,7 @@ class ReleaseArchive:
             stream, header = self._open(name)
             stream.close()
             index_file = self._index_file(header.member)
-            if index_file and self._indexable(header) and _load_index(index_file) is None:
+            if index_file and self._indexable(header) and self._usable_index(index_file, header.member) is None:
                 try:
                     index = deflate_index.build_index(self.path, self._members[header.member])
                 except zlib.error as err:
@@ -240,12 +259,6 @@ def index_release(path: str, index_dir: str) -> None:
         archive.index_members([name for name in archive.array_names if name.endswith("_images")])
 
 
-def _load_index(index_file: str) -> Optional[deflate_index.MemberIndex]:
-    try:
-        return deflate_index.MemberIndex.load(index_file) if os.path.isfile(index_file) else None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # unreadable: read from the start instead
-        logger.debug("ignoring the deflate index %s (%s)", index_file, err)
-        return None
 
 
 def _save_index(index: deflate_index.MemberIndex, index_file: str) -> None:

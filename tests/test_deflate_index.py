@@ -179,3 +179,74 @@ def test_a_file_is_hashed_again_when_it_changes(tmp_path):
     path.write_bytes(b"other content, longer")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert remembered_md5(str(path), memo) != first
+
+
+def _index_file(index_dir, member):
+    return os.path.join(index_dir, next(n for n in os.listdir(index_dir) if n.endswith(f"-{member}.npz")))
+
+
+def _index_file_copy(tmp_path, data):
+    copy = tmp_path / "index-copy.npz"
+    copy.write_bytes(data)
+    return str(copy)
+
+
+def _keep_identity(path, change):
+    """Change the file's bytes, keeping its size and mtime (what the index is keyed by)."""
+    stat = os.stat(path)
+    change()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_damage_after_an_access_point_is_found_by_the_span_crcs(release, tmp_path, small_span):
+    """A reader that starts at an access point never sees the member's CRC-32: each span it passes is checked."""
+    path, arrays = release
+    index_dir = str(tmp_path / "index")
+    images = member_name("train", "images")
+    with ReleaseArchive(str(path), index_dir) as archive:
+        archive.read_array(images)
+    index = deflate_index.MemberIndex.load(_index_file(index_dir, "train_images"))
+    assert len(index.crcs) == len(index.out) and index.fits(str(path), zipfile.ZipFile(path).getinfo(images + ".npy"))
+    original = path.read_bytes()
+    failures = 0
+    for point in range(2, len(index.out) - 1, 2):  # one flipped bit in the middle of a span, then read past it
+        flip = index.data_offset + (index.start[point] + index.start[point + 1]) // 2
+
+        def damage(at=flip):
+            data = bytearray(original)
+            data[at] ^= 0x10
+            path.write_bytes(bytes(data))
+
+        _keep_identity(path, damage)
+        first_row = index.out[point - 1] // arrays[images][0].nbytes + 1
+        with ReleaseArchive(str(path), index_dir) as archive:
+            with pytest.raises(ReleaseFileError, match="corrupt"):
+                list(archive.iter_chunks(images, [(first_row, None)]))
+        failures += 1
+    assert failures >= 3
+    _keep_identity(path, lambda: path.write_bytes(original))
+
+
+def test_an_unusable_index_is_ignored_and_recorded_again(release, tmp_path, small_span):
+    path, arrays = release
+    index_dir = str(tmp_path / "index")
+    images = member_name("train", "images")
+    with ReleaseArchive(str(path), index_dir) as archive:
+        archive.read_array(images)
+    index_file = _index_file(index_dir, "train_images")
+    good = open(index_file, "rb").read()
+
+    open(index_file, "wb").close()  # empty (e.g. a crash while it was written)
+    with ReleaseArchive(str(path), index_dir) as archive:
+        # read from the member's start (not blamed on the release), recording the index again on the way
+        assert np.array_equal(np.concatenate(list(archive.iter_chunks(images, [(700, None)]))), arrays[images][700:])
+    assert deflate_index.MemberIndex.load(index_file).out == deflate_index.MemberIndex.load(
+        _index_file_copy(tmp_path, good)).out
+
+    # The index of another file saved under this file's identity (a copy that kept size and mtime): not used.
+    other, _ = write_fake_release(tmp_path / "other", "tissuemnist", 28, MANY, seed=9)
+    with zipfile.ZipFile(other) as archive:
+        stale = deflate_index.build_index(str(other), archive.getinfo(images + ".npy"))
+    stale.save(index_file)
+    with ReleaseArchive(str(path), index_dir) as archive:
+        assert np.array_equal(np.concatenate(list(archive.iter_chunks(images, [(700, None)]))), arrays[images][700:])
