@@ -13,6 +13,10 @@ class ReleaseFileError(MedMNISTPlusError, ValueError):
     """A release ``.npz`` that cannot be used: missing member, corrupt zip, wrong dtype/shape/rows/labels."""
 
 
+class UsageError(MedMNISTPlusError, ValueError):
+    """A request that names nothing to do, or something its source does not have."""
+
+
 class ChecksumError(MedMNISTPlusError):
     """A file whose MD5 differs from the one published for it."""
 

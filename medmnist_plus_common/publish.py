@@ -30,6 +30,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from . import hf_compat
 from .card import PROVENANCE_FILE, render_card
 from .catalog import SPLITS, load_catalog
+from .errors import UsageError
 
 logger = logging.getLogger(__name__)
 CARD_FILE = "README.md"
@@ -56,7 +57,8 @@ def resolve_configs(configs: Optional[Iterable[str]] = None, all_configs: bool =
         return catalog.config_names()
     names = [name.strip() for name in (configs or []) if name.strip()]
     if not names:
-        raise ValueError("Name the configs to publish (e.g. pathmnist-224,organmnist3d-64) or ask for all of them.")
+        raise UsageError("Name the configs to publish (e.g. pathmnist-224,organmnist3d-64; CLI --configs), or ask for "
+                         "all of them (all_configs=True; CLI --all).")
     for name in names:
         catalog.parse_config_name(name, any_size=True)  # unknown names fail with suggestions
     return names
@@ -205,7 +207,8 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
         for name in config_names:
             if from_export:
                 if name not in exported:
-                    raise ValueError(f"{from_export}: has no complete config {name!r} (it has {sorted(exported)}).")
+                    raise UsageError(f"{from_export}: has no complete config {name!r} (it has {sorted(exported)}). "
+                                     "Export it first (medmnist-plus export), or push one of those.")
                 dataset = datasets.load_dataset(from_export, name)
                 origin = exported[name]
             else:

@@ -150,3 +150,10 @@ print(test.num_rows, datasets.get_dataset_config_names("breastmnist"))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[-2] == "3 ['28', '64', '128', '224']"
+
+
+def test_publishing_nothing_is_one_clear_error(tmp_path, capsys):
+    assert main(["export", "--configs", " , ", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error: Name the configs to publish" in err and "--all" in err
+    assert not (tmp_path / "out").exists()
