@@ -91,11 +91,6 @@ def _size_text(facts: DatasetFacts, size: int) -> str:
     return "x".join([str(size)] * facts.dims) + (" RGB" if facts.channels == 3 else "")
 
 
-def _stamp(path: str) -> Optional[str]:
-    """A local file's identity for the cache key (not how the path was spelled)."""
-    return file_identity(path)
-
-
 def _tree_stamp(folder: str) -> str:
     """A raw collection's identity for the cache key: its files' count, total size and latest mtime (one walk of
     the tree's metadata, no file is read; about a second for ChestX-ray14's 112,120 files)."""
@@ -146,9 +141,10 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                 f"collection>.\n{_recipe(facts.flag).manual_download_instructions}")
         if source == "raw":  # the collection's files and the manifest: a changed collection is built again
             config_kwargs["local_file_stamp"] = _tree_stamp(config_kwargs["data_dir"]) + (
-                f"|{_stamp(config_kwargs['manifest'])}" if config_kwargs.get("manifest") else "")
+                f"|{file_identity(config_kwargs['manifest'])}" if config_kwargs.get("manifest") else "")
         elif config_kwargs.get("data_dir"):
-            config_kwargs["local_file_stamp"] = _stamp(os.path.join(config_kwargs["data_dir"], facts.files[size].file))
+            config_kwargs["local_file_stamp"] = file_identity(
+                os.path.join(config_kwargs["data_dir"], facts.files[size].file))
         if config_name in known:
             return super()._create_builder_config(config_name, custom_features, config_id, **config_kwargs)
         # Any size from a raw source: a config made on the fly (its kwargs key the cache).
@@ -229,16 +225,15 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             return RawSource(facts, config.size, config.data_dir, config.manifest, strict, config.skip_bad,
                              config.recipe_variant, config.split_seed)
         release = facts.files[config.size]
+        download_config = dl_manager.download_config if dl_manager is not None else None
+        downloads = str((download_config.cache_dir if download_config else None) or self._cache_downloaded_dir)
         regenerated = regenerated_provenance(config.data_dir, release.file)
         if regenerated is not None:  # made by `regenerate`/`derive`: known not to be the official file (no MD5)
             path = os.path.join(config.data_dir, release.file)
             if not os.path.isfile(path):
                 raise RawSourceError(f"{path}: not found, though {REGENERATED_PROVENANCE} beside it lists it. "
                                      "Regenerate it, or pass the folder holding the file as data_dir.")
-            return OfficialSource(facts, config.size, path, strict, regenerated,
-                                  index_dir=index_dir(self._cache_downloaded_dir))
-        download_config = dl_manager.download_config if dl_manager is not None else None
-        downloads = str((download_config.cache_dir if download_config else None) or self._cache_downloaded_dir)
+            return OfficialSource(facts, config.size, path, strict, regenerated, index_dir=index_dir(downloads))
         path = locate_release(
             release,
             cache_dir=downloads,

@@ -8,8 +8,8 @@ point's first byte, ``inflateSetDictionary`` the history), so each ``num_proc`` 
 and a preview reads one row without inflating the rows before it.
 
 Python's :mod:`zlib` has neither ``Z_BLOCK`` nor ``inflatePrime``; the system zlib (``libz.so.1``, on Linux
-usually the library CPython's :mod:`zlib` module is linked to) is called through :mod:`ctypes`. Where it cannot be loaded,
-:func:`available` is False and readers inflate from the member's start, as before.
+usually the library CPython's :mod:`zlib` module is linked to) is called through :mod:`ctypes`. Where it cannot
+be loaded, :func:`available` is False and readers inflate from the member's start, as before.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SPAN = 8 * 2**20  # uncompressed bytes between access points: the most a reader 
 WINDOW = 32768  # deflate's history size
 _IN_CHUNK = 2**20
 
-_Z_OK, _Z_STREAM_END, _Z_NEED_DICT, _Z_BUF_ERROR = 0, 1, 2, -5
+_Z_OK, _Z_STREAM_END, _Z_BUF_ERROR = 0, 1, -5
 _Z_NO_FLUSH, _Z_BLOCK = 0, 5
 
 

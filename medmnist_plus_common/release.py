@@ -259,8 +259,6 @@ def index_release(path: str, index_dir: str) -> None:
         archive.index_members([name for name in archive.array_names if name.endswith("_images")])
 
 
-
-
 def _save_index(index: deflate_index.MemberIndex, index_file: str) -> None:
     try:
         os.makedirs(os.path.dirname(index_file), exist_ok=True)

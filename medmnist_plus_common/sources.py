@@ -172,6 +172,8 @@ class RawSource:
         return self._plan
 
     def plan(self, num_proc: int = 1) -> Dict[str, List[List[Tuple[int, str, Any, Optional[str]]]]]:
+        """Each split's records in shards of RAW_RECORDS_PER_SHARD (many small ones: processes share them well for
+        any ``num_proc``)."""
         plan = self._planned()
         shards = {}
         for split in SPLITS:
