@@ -206,11 +206,14 @@ class ReleaseArchive:
                 and deflate_index.available())
 
     def _index_file(self, member: str) -> Optional[str]:
+        """``<index_dir>/<file key>-<version key>-<array>.npz``: the file key names the file (its real path), the
+        version key its identity (size, mtime), so the index of a replaced file can be found and removed."""
         identity = file_identity(self.path) if self.index_dir else None
         if identity is None:
             return None
-        key = hashlib.sha1(identity.encode()).hexdigest()[:24]
-        return os.path.join(self.index_dir, f"{key}-{member[:-len('.npy')]}.npz")
+        file_key = hashlib.sha1(os.path.realpath(self.path).encode()).hexdigest()[:16]
+        version_key = hashlib.sha1(identity.encode()).hexdigest()[:12]
+        return os.path.join(self.index_dir, f"{file_key}-{version_key}-{member[:-len('.npy')]}.npz")
 
     def _usable_index(self, index_file: Optional[str], member: str) -> Optional[deflate_index.MemberIndex]:
         """The saved index of ``member`` if it is readable and describes the member as it is now; else None (and an
@@ -260,9 +263,16 @@ def index_release(path: str, index_dir: str) -> None:
 
 
 def _save_index(index: deflate_index.MemberIndex, index_file: str) -> None:
+    """Save ``index``, and remove the indexes of earlier versions of the same file and array (the cache does not
+    grow with every replaced file)."""
+    folder, name = os.path.split(index_file)
+    file_key, _, array = name.split("-", 2)
     try:
-        os.makedirs(os.path.dirname(index_file), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         index.save(index_file)
+        for other in os.listdir(folder):
+            if other != name and other.startswith(file_key + "-") and other.split("-", 2)[-1] == array:
+                os.remove(os.path.join(folder, other))
     except OSError as err:  # a read-only cache only costs speed
         logger.debug("could not save the deflate index %s (%s)", index_file, err)
 

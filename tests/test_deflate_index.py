@@ -135,7 +135,7 @@ def test_a_build_records_the_index_and_the_next_build_uses_it(release, tmp_path,
     first.download_and_prepare(num_proc=2, verification_mode="no_checks")
     index_dir = cache / "downloads" / "medmnist_plus" / "index"
     names = sorted(os.listdir(index_dir))
-    assert [n.split("-", 1)[1] for n in names] == ["test_images.npz", "train_images.npz", "val_images.npz"]
+    assert [n.split("-", 2)[2] for n in names] == ["test_images.npz", "train_images.npz", "val_images.npz"]
     shutil.rmtree(first.cache_dir)
     second = TissueMNIST(config_name="28", data_dir=folder, cache_dir=str(cache))
     second.download_and_prepare(num_proc=2, verification_mode="no_checks")
@@ -252,3 +252,15 @@ def test_an_unusable_index_is_ignored_and_recorded_again(release, tmp_path, smal
     stale.save(index_file)
     with ReleaseArchive(str(path), index_dir) as archive:
         assert np.array_equal(np.concatenate(list(archive.iter_chunks(images, [(700, None)]))), arrays[images][700:])
+
+
+def test_the_index_of_a_replaced_file_is_replaced(release, tmp_path, small_span):
+    path, _ = release
+    index_dir, images, old_index = _indexed_train_images(release, tmp_path)
+    _, arrays = write_fake_release(path.parent, "tissuemnist", 28, MANY, seed=11)  # a new version, same path
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with ReleaseArchive(str(path), index_dir) as archive:
+        assert np.array_equal(archive.read_array(images), arrays[images])
+    names = [n for n in os.listdir(index_dir) if n.endswith("-train_images.npz")]
+    assert len(names) == 1 and os.path.join(index_dir, names[0]) != old_index
