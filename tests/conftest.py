@@ -198,3 +198,15 @@ def file_server(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(params=["stream", "unpack"])
+def gz_reading(request, monkeypatch):
+    """Both ways a .nii.gz is read: streamed up to each window (small files), or decompressed once to a temporary
+    file (files above nifti.UNPACK_ABOVE; here every .nii.gz)."""
+    from medmnist_plus_common import nifti
+
+    if request.param == "unpack":
+        monkeypatch.setattr(nifti, "UNPACK_ABOVE", 0)
+        monkeypatch.setattr(nifti, "_unpacked", type(nifti._unpacked)())
+    return request.param

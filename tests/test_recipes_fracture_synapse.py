@@ -103,7 +103,7 @@ def test_ribfrac_records_classes_drops_and_parts(ribfrac, caplog):
     assert [a.record.record for a in plan.split("test")] == ["ribfrac-val-images/RibFrac421-image.nii.gz#1"]
 
 
-def test_fracture_crop_center_padding_orientation_and_window(ribfrac):
+def test_fracture_crop_center_padding_orientation_and_window(ribfrac, gz_reading):
     root, scans = ribfrac
     recipe = fracture.RECIPE
     records = {r.record: r for r in recipe.records(root)}
@@ -269,7 +269,7 @@ def _build(builder_class, config, root, tmp_path):
     return builder.as_dataset()
 
 
-def test_fracture_builds_match_independent_voxels(ribfrac, tmp_path):
+def test_fracture_builds_match_independent_voxels(ribfrac, tmp_path, gz_reading):
     root, scans = ribfrac
     ct1, l1, _ = scans["RibFrac1"]
     for config, size in (("28", 28), ("64", 64)):

@@ -280,7 +280,7 @@ def test_3d_box_resized_to_a_cube(collection):
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
-def test_a_volume_is_never_loaded_whole(tmp_path, suffix):
+def test_a_volume_is_never_loaded_whole(tmp_path, suffix, gz_reading):
     shape = (256, 256, 48)  # 6.3 MB of int16, 25 MB as float32
     data = np.zeros(shape, np.int16)
     data[100:116, 100:116, 20:28] = 100
@@ -347,7 +347,7 @@ def _bad_collection(tmp_path, volume_bytes=None, boxes=None, volume=True):
     return recipe, recipe.records(tmp_path)[0]
 
 
-def test_corrupt_and_truncated_volumes_name_the_file(tmp_path):
+def test_corrupt_and_truncated_volumes_name_the_file(tmp_path, gz_reading):
     for i, damage in enumerate([lambda b: b"not a nifti file at all" * 20, lambda b: b[: len(b) // 2]]):
         folder = tmp_path / str(i)
         recipe, rec = _bad_collection(folder, damage)
@@ -403,7 +403,7 @@ def _rows(dataset, column):
     return {row["index"]: (np.asarray(row[column]), row["label"]) for row in dataset}
 
 
-def test_organ_2d_builds_match_independent_pixels(collection, tmp_path, caplog):
+def test_organ_2d_builds_match_independent_pixels(collection, tmp_path, caplog, gz_reading):
     root, v = collection
     labels = load_catalog()["organamnist"].labels
     expected = {
@@ -431,7 +431,7 @@ def test_organ_2d_builds_match_independent_pixels(collection, tmp_path, caplog):
         caplog.clear()
 
 
-def test_organmnist3d_build_matches_independent_voxels(collection, tmp_path):
+def test_organmnist3d_build_matches_independent_voxels(collection, tmp_path, gz_reading):
     root, v = collection
     ds = _build(OrganMNIST3D, "28", root, tmp_path)
     got_train, got_test = _rows(ds["train"], "volume"), _rows(ds["test"], "volume")
@@ -459,3 +459,39 @@ def test_a_partial_collection_builds_with_skip_bad(collection, tmp_path, caplog)
     assert "segmentation-77.txt lists organ boxes of volume-77.nii" in caplog.text and "blank" in caplog.text
     with pytest.raises(RawRecordError):
         _build(OrganMNIST3D, "28", partial, tmp_path / "strict")
+
+
+def test_worker_processes_read_the_unpacked_volumes_they_inherit(collection, gz_reading):
+    """A forked worker inherits the parent's decompressed copies of .nii.gz volumes; it must read them at its own
+    position (a shared one would mix the workers' reads)."""
+    from medmnist_plus_common.regenerate import render
+
+    root, _ = collection
+    recipe = recipe_for("organmnist3d")
+    plan = plan_records(recipe, root)
+    variants = {28: recipe.default_variant(28)}
+    one = [r.pixels[28] for r in render("organmnist3d", root, plan.assigned, [28], variants, num_proc=1)]
+    two = [r.pixels[28] for r in render("organmnist3d", root, plan.assigned, [28], variants, num_proc=2)]
+    assert len(one) == len(plan.assigned) >= 6
+    for a, b in zip(one, two):
+        assert (a is None and b is None) or np.array_equal(a, b)
+
+
+def test_a_forked_process_gets_its_own_read_position(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from medmnist_plus_common import nifti
+
+    monkeypatch.setattr(nifti, "UNPACK_ABOVE", 0)
+    monkeypatch.setattr(nifti, "_unpacked", type(nifti._unpacked)())
+    save(tmp_path / "volume-0.nii.gz", hu_volume(0), LPS)
+    copy = nifti._unpacked_copy(tmp_path / "volume-0.nii.gz")
+    copy.seek(0)
+
+    def child():
+        nifti._unpacked_copy(tmp_path / "volume-0.nii.gz").seek(1000)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join()
+    assert process.exitcode == 0 and copy.tell() == 0
