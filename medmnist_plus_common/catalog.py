@@ -106,10 +106,6 @@ class ConfigRef:
         return self.facts.files.get(self.size)
 
     @property
-    def is_official_size(self) -> bool:
-        return self.size in self.facts.files
-
-    @property
     def shape(self) -> Tuple[int, ...]:
         return self.facts.image_shape(self.size)
 

@@ -331,8 +331,8 @@ def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, rep
     from .download import downloads_dir, locate_release
     from .release import ReleaseArchive, member_name
 
-    path = locate_release(facts.files[size], cache_dir=downloads_dir(cache_dir), data_dir=data_dir, base_url=base_url, strict=False,
-                          offline=hf_compat.offline())
+    path = locate_release(facts.files[size], cache_dir=downloads_dir(cache_dir), data_dir=data_dir,
+                          base_url=base_url, strict=False, offline=hf_compat.offline())
     with ReleaseArchive(path) as archive:
         labels = archive.read_array(member_name(split, "labels"))
     labels = labels.astype(np.uint8) if facts.is_multilabel else labels.reshape(-1).astype(np.int64)

@@ -34,6 +34,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from .download import file_identity
 from .errors import RawRecordError
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,9 @@ def _bad(path, err, what: str) -> RawRecordError:
 # volume) are read from one copy.
 UNPACK_ABOVE = 16 * 2**20  # compressed bytes; smaller files (80^3 nodules, 120^3 masks) are read as they are
 UNPACKED_KEPT = 2
-# real path -> (identity, pid, temporary file). A forked worker inherits the parent's open copies, but an inherited
+# real path -> (file identity, pid, temporary file). A forked worker inherits the parent's open copies, but an inherited
 # file shares its read position with the parent and the other workers: it reopens the copy for itself.
-_unpacked: "OrderedDict[str, Tuple[tuple, int, object]]" = OrderedDict()
+_unpacked: "OrderedDict[str, Tuple[str, int, object]]" = OrderedDict()
 
 
 def _unpacked_copy(path: Path):
@@ -68,8 +69,7 @@ def _unpacked_copy(path: Path):
     import shutil
     import tempfile
 
-    stat = os.stat(path)
-    key, identity = os.path.realpath(path), (stat.st_size, stat.st_mtime_ns)
+    key, identity = os.path.realpath(path), file_identity(path)
     if key in _unpacked and _unpacked[key][0] == identity:
         _, pid, copy = _unpacked[key]
         if pid != os.getpid():

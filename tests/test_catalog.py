@@ -61,6 +61,6 @@ def test_unknown_names_suggest_the_closest():
         catalog["bloodmnst"]
     ref = catalog.parse_config_name("adrenalmnist3d-64")
     assert (ref.flag, ref.size, ref.name, ref.shape) == ("adrenalmnist3d", 64, "adrenalmnist3d-64", (64, 64, 64))
-    assert ref.release.file == "adrenalmnist3d_64.npz" and ref.is_official_size
+    assert ref.release.file == "adrenalmnist3d_64.npz"  # an official size: it has a release file
     facts, size = catalog.parse_config_name("bloodmnist-96", any_size=True)  # unpacks; a raw-only size
     assert (facts.flag, size, catalog.parse_config_name("bloodmnist-96", any_size=True).release) == ("bloodmnist", 96, None)
