@@ -27,8 +27,10 @@ import numpy as np
 from PIL import Image
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.regenerate import _release_rows, align, pixel_digest, render
-from medmnist_plus_common.recipes import Assigned, recipe_for
+from medmnist_plus_common.hf.registry import recipe_for
+from medmnist_plus_common.recipes.base import Assigned
+from medmnist_plus_common.tools.align import _release_rows, align, pixel_digest
+from medmnist_plus_common.tools.regenerate import render
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FULL = 112_120

@@ -27,9 +27,9 @@ import time
 import numpy as np
 
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.features import encode_png
-from medmnist_plus_common.release import member_name
-from medmnist_plus_common.synthetic import write_synthetic_release
+from medmnist_plus_common.hf.features import encode_png
+from medmnist_plus_common.release.reader import member_name
+from medmnist_plus_common.release.synthetic import write_synthetic_release
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

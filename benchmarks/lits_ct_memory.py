@@ -118,9 +118,10 @@ def main() -> None:
         result[f"build_{config}"] = measured([sys.executable, "-m", "medmnist_plus_common.cli", "build", config,
                                               "--source", "raw", "--data-dir", root, "--no-checks",
                                               "--cache-dir", cache])
-    from medmnist_plus_common import nifti
-    from medmnist_plus_common.recipes import plan_records, recipe_for
-    from medmnist_plus_common.regenerate import render
+    from medmnist_plus_common.recipes.readers import nifti
+    from medmnist_plus_common.hf.registry import recipe_for
+    from medmnist_plus_common.recipes.base import plan_records
+    from medmnist_plus_common.tools.regenerate import render
 
     for flag, size in (("organmnist3d", 64), ("organamnist", 224)):
         recipe = recipe_for(flag)

@@ -3,7 +3,7 @@
 Sources, each measured in a fresh process with its peak memory (whole process tree, sampled from /proc):
   (a) the official `medmnist` package's dataset (whole split in RAM): the anchor;
   (b) our Arrow cache, PNG images (the default) and raw uint8 images (`image_storage="raw"`), via ArrowBatches;
-  (c) streaming from the local Hub-compatible test server (tests/hub_server.py), Parquet + PNG, shards shuffled
+  (c) streaming from the local Hub-compatible test server (tests/fakes/hub_server.py), Parquet + PNG, shards shuffled
       per epoch plus stream_loader's compact shuffle buffer (--shuffle-buffer rows per worker), batches built from
       Arrow record batches.
 "official-persistent" is (a) with persistent_workers=True, as our loaders use by default.
@@ -109,7 +109,6 @@ def measure(kind: str, config: str, data_dir: str, cache_dir: str, source: str, 
                             persistent_workers=kind == "official-persistent")
     elif kind in ("arrow-png", "arrow-raw"):
         from medmnist_plus_common import builder_for
-
         builder = builder_for(config, data_dir=data_dir, cache_dir=cache_dir, image_storage=kind.split("-")[1])
         dataset = builder.as_dataset(split="train")
         loader = batch_loader(dataset, batch_size=BATCH, num_workers=WORKERS, shuffle=True)
@@ -150,8 +149,7 @@ def _read_binary_volumes_as_raw(shape) -> None:
     """Make stream_loader read a binary volume column as raw voxels (a zero-copy view of the Arrow buffer)."""
     import numpy as np
 
-    from medmnist_plus_common import torch_data
-
+    from medmnist_plus_common.training import torch_data
     class BinaryVolumeRows(torch_data._Rows):
         def __init__(self, table, column, _shape):
             chunk = table.column(column).combine_chunks()
@@ -170,7 +168,7 @@ def _push_binary_volumes(config: str, data_dir: str, cache_dir: str) -> None:
     import numpy as np
 
     from medmnist_plus_common import builder_for
-    from medmnist_plus_common.publish import small_row_groups
+    from medmnist_plus_common.publish.push import small_row_groups
 
     dataset = builder_for(config, data_dir=data_dir, cache_dir=cache_dir).as_dataset()
     features = dataset["train"].features.copy()
@@ -259,8 +257,8 @@ def main() -> None:
     results_path = os.path.join(HERE, "results", "loader_throughput.json")
     sys.path.insert(0, REPO)
     from medmnist_plus_common.catalog import load_catalog
-    from medmnist_plus_common.synthetic import write_synthetic_release
-    from tests.hub_server import start_hub_server
+    from medmnist_plus_common.release.synthetic import write_synthetic_release
+    from tests.fakes.hub_server import start_hub_server
 
     data_dir = os.path.join(args.workdir, "release")
     cache_dir = os.path.join(args.workdir, "cache")
@@ -321,7 +319,7 @@ def main() -> None:
              "hub-stream-binary"]
     results.sort(key=lambda r: (list(CASES).index(r["config"]), order.index(r["kind"])))
 
-    from medmnist_plus_common.builder import MedMNISTBuilder
+    from medmnist_plus_common.hf.builder import MedMNISTBuilder
 
     sizes = {}  # train-split Arrow bytes per config and image storage, from the cache folders of this version
     for root, _, files in os.walk(cache_dir):

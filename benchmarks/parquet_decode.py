@@ -34,7 +34,7 @@ def main() -> None:
     from datasets import Array3D, Dataset, Features, Value
 
     from medmnist_plus_common.catalog import load_catalog
-    from medmnist_plus_common.synthetic import synthetic_images
+    from medmnist_plus_common.release.synthetic import synthetic_images
 
     facts, size = load_catalog().parse_config_name("organmnist3d-64")
     volumes = synthetic_images(facts, size, 128, seed=3)

@@ -1,7 +1,7 @@
 """Benchmark: regenerating the 2D datasets from raw collections of real dimensions (issue 8).
 
 For each of the nine 2D datasets, on a synthetic raw collection in the dataset's true on-disk format and real
-image dimensions (``medmnist_plus_common.synthetic_raw``; ChestMNIST 1024 px PNG, RetinaMNIST 1824x1736 JPEG,
+image dimensions (``tests.fakes.raw_collections``; ChestMNIST 1024 px PNG, RetinaMNIST 1824x1736 JPEG,
 ...), it measures, each run in a fresh process whose memory is read from /proc every 50 ms:
 
   1. the floor: decoding the same files alone (PIL open + load; ``np.load`` for .npy stacks), single process,
@@ -30,6 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # tests.fakes: the raw collections in their true formats
 from proc_memory import TreeMemorySampler  # noqa: E402
 
 FLAGS = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
@@ -54,7 +55,7 @@ def counts_for(flag: str, images: int):
 
 def prepare(flag: str, images: int, workdir: Path) -> dict:
     """Write (or reuse) the synthetic collection of ``flag``; its record count, files and bytes."""
-    from medmnist_plus_common.synthetic_raw import collection_root, write_raw_collection
+    from tests.fakes.raw_collections import collection_root, write_raw_collection
 
     data_dir = workdir / "raw" / f"{flag}-{images}"
     stamp = data_dir / ".records.json"
@@ -79,7 +80,7 @@ def child_decode(flag: str, data_dir: str) -> dict:
     import numpy as np
     from PIL import Image, ImageSequence
 
-    from medmnist_plus_common.recipes import recipe_for
+    from medmnist_plus_common.hf.registry import recipe_for
 
     recipe = recipe_for(flag)
     root = recipe.find_root(data_dir)
@@ -96,8 +97,8 @@ def child_decode(flag: str, data_dir: str) -> dict:
 
 
 def child_regenerate(flag: str, data_dir: str, sizes, num_proc: int, out_dir: str) -> dict:
-    from medmnist_plus_common.recipes import recipe_for
-    from medmnist_plus_common.regenerate import regenerate
+    from medmnist_plus_common.hf.registry import recipe_for
+    from medmnist_plus_common.tools.regenerate import regenerate
 
     recipe_for(flag)  # imports the builders (and datasets) before the clock starts: a one-off, not throughput
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -111,8 +112,9 @@ def child_regenerate(flag: str, data_dir: str, sizes, num_proc: int, out_dir: st
 
 def child_render(flag: str, data_dir: str, sizes, num_proc: int) -> dict:
     """regenerate's rendering alone (decode, crop, resize, JPEG round trip), without writing the release file."""
-    from medmnist_plus_common.recipes import plan_records, recipe_for
-    from medmnist_plus_common.regenerate import render
+    from medmnist_plus_common.hf.registry import recipe_for
+    from medmnist_plus_common.recipes.base import plan_records
+    from medmnist_plus_common.tools.regenerate import render
 
     recipe = recipe_for(flag)
     plan = plan_records(recipe, data_dir)

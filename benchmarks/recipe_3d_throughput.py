@@ -106,9 +106,10 @@ def control_speedup(jobs: int = 12) -> float:
 
 
 def measure(root: Path, repeat: int) -> dict:
-    from builders.vesselmnist3d import RECIPE
-    from medmnist_plus_common.recipes import Assigned
-    from medmnist_plus_common.regenerate import render
+    from builders.vesselmnist3d import VesselMNIST3D
+    RECIPE = VesselMNIST3D.RECIPE
+    from medmnist_plus_common.recipes.base import Assigned
+    from medmnist_plus_common.tools.regenerate import render
 
     records = RECIPE.records(root)
     items = [Assigned("train", i, r) for i, r in enumerate(records)]

@@ -28,10 +28,10 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.recipes import RawRecord, SplitRule, Variant
-from medmnist_plus_common.volume_files import CenteredVolumeRecipe
-from medmnist_plus_common.volumeops import is_blank, zoom_mask
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.base import RawRecord, SplitRule, Variant
+from medmnist_plus_common.recipes.readers.volumes import CenteredVolumeRecipe
+from medmnist_plus_common.recipes.volumeops import is_blank, zoom_mask
 
 CLASSES = {"normal": 0, "hyperplasia": 1}
 SOURCE_SIZE = 120  # the shape masks
@@ -68,9 +68,7 @@ Without a manifest (CSV split,index,record[,label]) the split is a seeded random
                 "resize": "64: none; other sizes: scipy.ndimage.zoom of the 0/1 crop, order 3, > 0.5, stored 0/255"}
 
 
-RECIPE = AdrenalShapeMasks()
-
-
 class AdrenalMNIST3D(MedMNISTBuilder):
     DATASET_NAME = "adrenalmnist3d"
+    RECIPE = AdrenalShapeMasks()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -14,9 +14,9 @@ As code: RGB, the centered 200x200 window (offsets rounded as for every crop: ha
 JPEG round trip at quality 75. Labels are the class folders (basophil, eosinophil, erythroblast, ig, lymphocyte,
 monocyte, neutrophil, platelet: the catalog's order). Split (paper): a seeded random 7:1:2.
 """
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.image_recipes import ImageRecipe, class_folder_records, has_class_folders
-from medmnist_plus_common.recipes import SplitRule
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.image import ImageRecipe, class_folder_records, has_class_folders
+from medmnist_plus_common.recipes.base import SplitRule
 
 CLASSES = {"basophil": 0, "eosinophil": 1, "erythroblast": 2, "ig": 3, "lymphocyte": 4, "monocyte": 5,
            "neutrophil": 6, "platelet": 7}
@@ -42,9 +42,7 @@ the folder it was unpacked into as data_dir. Expected tree (17,092 images, about
         return class_folder_records(root, {None: ""}, CLASSES, (".jpg", ".jpeg"))
 
 
-RECIPE = PeripheralBloodCells()
-
-
 class BloodMNIST(MedMNISTBuilder):
     DATASET_NAME = "bloodmnist"
+    RECIPE = PeripheralBloodCells()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -15,9 +15,9 @@ resize; gray; no JPEG step (PNG source). The ``*_mask*.png`` files are segmentat
 malignant, 1 benign or normal. Split (paper): a seeded random 7:1:2.
 """
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, class_folder_records, has_class_folders
-from medmnist_plus_common.recipes import SplitRule
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, class_folder_records, has_class_folders
+from medmnist_plus_common.recipes.base import SplitRule
 
 CLASSES = {"malignant": 0, "benign": 1, "normal": 1}
 
@@ -43,9 +43,7 @@ The *_mask.png files beside them are segmentations and are not used."""
         return class_folder_records(root, {None: ""}, CLASSES, (".png",), exclude=lambda name: "_mask" in name)
 
 
-RECIPE = BUSI()
-
-
 class BreastMNIST(MedMNISTBuilder):
     DATASET_NAME = "breastmnist"
+    RECIPE = BUSI()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -17,10 +17,10 @@ split gives the official sizes, labelled as not the official indices.
 """
 import csv
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawSourceError
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, files_under
-from medmnist_plus_common.recipes import RawRecord, SplitRule
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, files_under
+from medmnist_plus_common.recipes.base import RawRecord, SplitRule
 
 # The collection's finding names, in the catalog's label order.
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
@@ -66,9 +66,7 @@ data_dir. Expected tree (112,120 images, 1024x1024 PNG):
         return records
 
 
-RECIPE = NIHChestXray14()
-
-
 class ChestMNIST(MedMNISTBuilder):
     DATASET_NAME = "chestmnist"
+    RECIPE = NIHChestXray14()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

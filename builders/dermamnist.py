@@ -17,10 +17,10 @@ mel, nv, vasc, the catalog's order). Split (paper): a seeded random 7:1:2.
 """
 import csv
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawSourceError
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, files_under
-from medmnist_plus_common.recipes import RawRecord, SplitRule
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, files_under
+from medmnist_plus_common.recipes.base import RawRecord, SplitRule
 
 DIAGNOSES = {"akiec": 0, "bcc": 1, "bkl": 2, "df": 3, "mel": 4, "nv": 5, "vasc": 6}
 METADATA = ("HAM10000_metadata.csv", "HAM10000_metadata")
@@ -57,9 +57,7 @@ Expected tree (10,015 images, 600x450 JPEG):
         return records
 
 
-RECIPE = HAM10000()
-
-
 class DermaMNIST(MedMNISTBuilder):
     DATASET_NAME = "dermamnist"
+    RECIPE = HAM10000()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

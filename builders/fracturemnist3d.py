@@ -38,11 +38,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from medmnist_plus_common import volumeops
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes import volumeops
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.nifti import open_volume
-from medmnist_plus_common.recipes import RawRecipe, RawRecord, SplitRule, Variant
+from medmnist_plus_common.recipes.readers.nifti import open_volume
+from medmnist_plus_common.recipes.base import RawRecipe, RawRecord, SplitRule, Variant
 
 logger = logging.getLogger(__name__)
 
@@ -233,9 +233,7 @@ RibFrac's test part (RibFrac501-660, Zenodo 3993380) has no public labels: it ca
                 "classes": "RibFrac codes 3/2/1 -> buckle/nondisplaced/displaced; 4 and -1 dropped"}
 
 
-RECIPE = RibFrac()
-
-
 class FractureMNIST3D(MedMNISTBuilder):
     DATASET_NAME = "fracturemnist3d"
+    RECIPE = RibFrac()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

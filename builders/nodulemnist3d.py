@@ -28,11 +28,11 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawRecordError
-from medmnist_plus_common.recipes import RawRecord, SplitRule, Variant
-from medmnist_plus_common.volume_files import CenteredVolumeRecipe
-from medmnist_plus_common.volumeops import is_blank, resize_gray
+from medmnist_plus_common.recipes.base import RawRecord, SplitRule, Variant
+from medmnist_plus_common.recipes.readers.volumes import CenteredVolumeRecipe
+from medmnist_plus_common.recipes.volumeops import is_blank, resize_gray
 
 CLASSES = {"benign": 0, "malignant": 1}
 SOURCE_SIZE = 80  # the spatially normalized volumes
@@ -81,9 +81,7 @@ gray 0..255, with data_dir the folder that holds it (also found one level down):
                 "resize": "28: none; other sizes: scipy.ndimage.zoom of the crop, order 3, rounded, clipped 0..255"}
 
 
-RECIPE = LIDCNoduleVolumes()
-
-
 class NoduleMNIST3D(MedMNISTBuilder):
     DATASET_NAME = "nodulemnist3d"
+    RECIPE = LIDCNoduleVolumes()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -15,9 +15,9 @@ files are stored RGB), centered square of the short edge, bilinear resize, JPEG 
 are the class folders (CNV, DME, DRUSEN, NORMAL: the catalog's order). Split (paper): the collection's test folder
 (1,000) is the test split; its train folder is divided 9:1 into train and validation.
 """
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, class_folder_records, has_class_folders
-from medmnist_plus_common.recipes import SplitRule
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, class_folder_records, has_class_folders
+from medmnist_plus_common.recipes.base import SplitRule
 
 CLASSES = {"CNV": 0, "DME": 1, "DRUSEN": 2, "NORMAL": 3}
 
@@ -46,9 +46,7 @@ data_dir. Expected tree (found also one level down, e.g. CellData/OCT or OCT2017
         return [r if r.source_split != "train-val" else type(r)(r.record, r.label, "train") for r in records]
 
 
-RECIPE = KermanyOCT()
-
-
 class OCTMNIST(MedMNISTBuilder):
     DATASET_NAME = "octmnist"
+    RECIPE = KermanyOCT()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

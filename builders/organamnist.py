@@ -25,8 +25,8 @@ The official release holds about 34 axial images per box, the recipe text one (t
 collection builds fewer rows than the catalog says.
 """
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.lits import LiTSRecipe
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.lits import LiTSRecipe
 
 
 class LiTSAxial(LiTSRecipe):
@@ -34,9 +34,7 @@ class LiTSAxial(LiTSRecipe):
     plane = "axial"
 
 
-RECIPE = LiTSAxial()
-
-
 class OrganAMNIST(MedMNISTBuilder):
     DATASET_NAME = "organamnist"
+    RECIPE = LiTSAxial()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -25,8 +25,8 @@ The official release holds about 14 coronal images per box, the recipe text one 
 collection builds fewer rows than the catalog says.
 """
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.lits import LiTSRecipe
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.lits import LiTSRecipe
 
 
 class LiTSCoronal(LiTSRecipe):
@@ -34,9 +34,7 @@ class LiTSCoronal(LiTSRecipe):
     plane = "coronal"
 
 
-RECIPE = LiTSCoronal()
-
-
 class OrganCMNIST(MedMNISTBuilder):
     DATASET_NAME = "organcmnist"
+    RECIPE = LiTSCoronal()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -21,8 +21,8 @@ catalog's order (liver, kidney-right, ...). Split (paper): by scan, the 70 test 
 the 131 training volumes are divided 115 / 16 by a seeded shuffle of scans (971 / 161 / 610 boxes officially).
 """
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.lits import LiTSRecipe
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.lits import LiTSRecipe
 
 
 class LiTSBoxes(LiTSRecipe):
@@ -30,9 +30,7 @@ class LiTSBoxes(LiTSRecipe):
     plane = None
 
 
-RECIPE = LiTSBoxes()
-
-
 class OrganMNIST3D(MedMNISTBuilder):
     DATASET_NAME = "organmnist3d"
+    RECIPE = LiTSBoxes()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -25,8 +25,8 @@ release holds about 15 sagittal images per box, the recipe text one (the center 
 builds fewer rows than the catalog says.
 """
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.lits import LiTSRecipe
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.lits import LiTSRecipe
 
 
 class LiTSSagittal(LiTSRecipe):
@@ -34,9 +34,7 @@ class LiTSSagittal(LiTSRecipe):
     plane = "sagittal"
 
 
-RECIPE = LiTSSagittal()
-
-
 class OrganSMNIST(MedMNISTBuilder):
     DATASET_NAME = "organsmnist"
+    RECIPE = LiTSSagittal()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -14,9 +14,9 @@ TIFF is lossless, so no JPEG step. Labels are the class folders, in the catalog'
 colorectal adenocarcinoma epithelium). Split (paper): NCT-CRC-HE-100K is divided 9:1 into train and validation,
 CRC-VAL-HE-7K is the test split. Some TIFF headers of the collection are malformed (PIL reads them anyway).
 """
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, class_folder_records, has_class_folders
-from medmnist_plus_common.recipes import SplitRule
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, class_folder_records, has_class_folders
+from medmnist_plus_common.recipes.base import SplitRule
 
 CLASSES = {"ADI": 0, "BACK": 1, "DEB": 2, "LYM": 3, "MUC": 4, "MUS": 5, "NORM": 6, "STR": 7, "TUM": 8}
 PARTS = {"train": "NCT-CRC-HE-100K", "test": "CRC-VAL-HE-7K"}
@@ -42,9 +42,7 @@ unpack both into one folder and pass it as data_dir. Expected tree:
         return class_folder_records(root, PARTS, CLASSES, (".tif", ".tiff"))
 
 
-RECIPE = KatherColorectalHistology()
-
-
 class PathMNIST(MedMNISTBuilder):
     DATASET_NAME = "pathmnist"
+    RECIPE = KatherColorectalHistology()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -17,9 +17,9 @@ RGB), centered square of the short edge, bilinear resize, JPEG round trip at qua
 collection's test folder (624) is the test split; its train folder is divided 9:1 into train and validation.
 """
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, class_folder_records, has_class_folders
-from medmnist_plus_common.recipes import SplitRule
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, class_folder_records, has_class_folders
+from medmnist_plus_common.recipes.base import SplitRule
 
 CLASSES = {"NORMAL": 0, "PNEUMONIA": 1}
 # Kermany's Mendeley release has train/ and test/; the Kaggle copy moved 16 train images into val/.
@@ -51,9 +51,7 @@ Download ChestXRay2017.zip, unpack it, and pass the folder it was unpacked into 
         return [r if r.source_split != "train-val" else type(r)(r.record, r.label, "train") for r in records]
 
 
-RECIPE = KermanyChestXRays()
-
-
 class PneumoniaMNIST(MedMNISTBuilder):
     DATASET_NAME = "pneumoniamnist"
+    RECIPE = KermanyChestXRays()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

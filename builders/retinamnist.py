@@ -19,10 +19,10 @@ train and validation; the validation part is the test split.
 import csv
 import logging
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawSourceError
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe
-from medmnist_plus_common.recipes import RawRecord, SplitRule
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe
+from medmnist_plus_common.recipes.base import RawRecord, SplitRule
 
 logger = logging.getLogger(__name__)
 PARTS = {"train": "regular-fundus-training", "validation": "regular-fundus-validation"}
@@ -79,9 +79,7 @@ def _grade(row, image_id):
     return None
 
 
-RECIPE = DeepDRiDRegularFundus()
-
-
 class RetinaMNIST(MedMNISTBuilder):
     DATASET_NAME = "retinamnist"
+    RECIPE = DeepDRiDRegularFundus()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

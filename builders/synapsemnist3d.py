@@ -35,10 +35,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from medmnist_plus_common import volumeops
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes import volumeops
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.recipes import RawRecipe, RawRecord, SplitRule, Variant
+from medmnist_plus_common.recipes.base import RawRecipe, RawRecord, SplitRule, Variant
 
 VOXEL_NM = (30.0, 8.0, 8.0)  # z, y, x
 FIELD_NM = 1024.0
@@ -260,9 +260,7 @@ data_dir:
                 "other sizes": "the cube resized (scipy zoom order 3, rounded)"}
 
 
-RECIPE = EMVolume()
-
-
 class SynapseMNIST3D(MedMNISTBuilder):
     DATASET_NAME = "synapsemnist3d"
+    RECIPE = EMVolume()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -21,12 +21,12 @@ seeded random 7:1:2.
 import numpy as np
 from PIL import Image, ImageSequence
 
-from medmnist_plus_common import imageops
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.recipes import imageops
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.errors import RawRecordError
-from medmnist_plus_common.image_recipes import SQUARE, ImageRecipe, class_folder_records, open_image
-from medmnist_plus_common.recipes import SplitRule
+from medmnist_plus_common.recipes.image import SQUARE, ImageRecipe, class_folder_records, open_image
+from medmnist_plus_common.recipes.base import SplitRule
 
 SLICES, SIDE = 7, 32
 CLASS_FOLDERS = {**{str(i): i for i in range(8)}, **{name: i for i, name in enumerate(load_catalog()["tissuemnist"].labels)}}
@@ -73,9 +73,7 @@ name, see `medmnist-plus info tissuemnist`). Pass the folder holding the class f
         return Image.fromarray(imageops.max_projection(stack).astype(np.uint8), "L")
 
 
-RECIPE = BBBC051KidneyStacks()
-
-
 class TissueMNIST(MedMNISTBuilder):
     DATASET_NAME = "tissuemnist"
+    RECIPE = BBBC051KidneyStacks()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

@@ -44,11 +44,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from medmnist_plus_common.builder import MedMNISTBuilder, size_configs
+from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.image_recipes import files_under
-from medmnist_plus_common.recipes import RawRecipe, RawRecord, SplitRule, Variant
-from medmnist_plus_common.volumeops import is_blank, zoom_mask
+from medmnist_plus_common.recipes.image import files_under
+from medmnist_plus_common.recipes.base import RawRecipe, RawRecord, SplitRule, Variant
+from medmnist_plus_common.recipes.volumeops import is_blank, zoom_mask
 
 CLASSES = {"vessel": 0, "aneurysm": 1}
 FIELD_OF_VIEW_MM = 29.0  # measured at 28: radius 14 at pitch 1 mm -> 29 voxels of 1 mm
@@ -229,9 +229,7 @@ The .ad files and the annotated/ and complete/ folders are not used. Needs the r
                 "variant": variant.describe()}
 
 
-RECIPE = IntrASegments()
-
-
 class VesselMNIST3D(MedMNISTBuilder):
     DATASET_NAME = "vesselmnist3d"
+    RECIPE = IntrASegments()
     BUILDER_CONFIGS = size_configs(DATASET_NAME)

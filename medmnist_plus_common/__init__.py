@@ -18,7 +18,7 @@ from .errors import (
     ReleaseFileError,
     UnknownConfigError,
 )
-from .registry import register, register_when_datasets_is_imported
+from .hf.registry import register, register_when_datasets_is_imported
 
 __version__ = "0.1.0"
 

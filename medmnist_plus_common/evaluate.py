@@ -21,7 +21,6 @@ is an error naming what to fix.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -295,7 +294,7 @@ def score_width(facts: DatasetFacts) -> int:
 def dummy_predictions(config: str, split: str = "test", seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """``(index, scores)``: random scores of the right width for every example of ``split`` (catalog row count),
     e.g. to try the evaluator or a submission pipeline. (The official evaluator's dummy is one class short.)"""
-    from .rows import split_name
+    from .tools.rows import split_name
 
     facts, _ = load_catalog().parse_config_name(config)
     rows = facts.split_counts[split_name(split)]
@@ -312,7 +311,7 @@ def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, rep
                  cache_dir: Optional[str] = None, base_url: Optional[str] = None,
                  progress=None) -> Tuple[np.ndarray, np.ndarray, str]:
     """``(index, labels, where)`` of a split: from the release file of this config's size, or a repo/export."""
-    from .rows import is_exported_folder, open_split, split_name
+    from .tools.rows import is_exported_folder, open_split, split_name
 
     facts, size = load_catalog().parse_config_name(config)
     split = split_name(split)
@@ -327,12 +326,12 @@ def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, rep
         if not indices:
             raise EvaluationError(f"{source.describe()}: the split is empty.")
         return np.concatenate(indices), np.concatenate(labels), source.describe()
-    from . import hf_compat
-    from .download import downloads_dir, locate_release
-    from .release import ReleaseArchive, member_name
+    from .hf import internals
+    from .release.download import downloads_dir, locate_release
+    from .release.reader import ReleaseArchive, member_name
 
     path = locate_release(facts.files[size], cache_dir=downloads_dir(cache_dir), data_dir=data_dir,
-                          base_url=base_url, strict=False, offline=hf_compat.offline())
+                          base_url=base_url, strict=False, offline=internals.offline())
     with ReleaseArchive(path) as archive:
         labels = archive.read_array(member_name(split, "labels"))
     labels = labels.astype(np.uint8) if facts.is_multilabel else labels.reshape(-1).astype(np.int64)
@@ -343,7 +342,7 @@ def evaluate(config: str, split: str, predictions, *, index=None, data_dir: Opti
              repo: Optional[str] = None, cache_dir: Optional[str] = None, base_url: Optional[str] = None,
              progress=None) -> Evaluation:
     """Score ``predictions`` (see :func:`read_predictions`) on ``split`` of ``config`` as MedMNIST does."""
-    from .rows import split_name
+    from .tools.rows import split_name
 
     facts, _ = load_catalog().parse_config_name(config)
     split = split_name(split)
@@ -358,39 +357,3 @@ def evaluate(config: str, split: str, predictions, *, index=None, data_dir: Opti
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-
-
-def cmd_evaluate(args) -> int:
-    from .rows import Progress
-
-    progress = Progress()
-    progress.note(f"evaluating {args.predictions} on {args.config} {args.split}")
-    result = evaluate(args.config, args.split, args.predictions, data_dir=args.data_dir, repo=args.repo,
-                      cache_dir=args.cache_dir, base_url=args.base_url, progress=progress.update)
-    progress.done()
-    if args.json:
-        with open(args.json + ".partial", "w", encoding="utf-8") as f:
-            json.dump({"auc": result.auc, "acc": result.acc, "task": result.task, "n": result.n,
-                       "config": result.config, "split": result.split}, f, indent=1)
-            f.write("\n")
-        os.replace(args.json + ".partial", args.json)
-    print(result.summary() + (f"; written to {args.json}" if args.json else ""))
-    return 0
-
-
-def add_evaluate_parser(commands) -> None:
-    from .rows import add_verbose_flag, friendly_errors
-
-    command = commands.add_parser("evaluate", help="AUC and accuracy of predictions, as MedMNIST defines them")
-    command.add_argument("config", help='"<flag>-<size>", e.g. pathmnist-224 (the ground truth of this size)')
-    command.add_argument("--split", default="test", help="train, validation (or val) or test (default: test)")
-    command.add_argument("--predictions", required=True,
-                         help="a .csv (index,score_0,...,score_{K-1}), an .npy (N x K, row i = index i) or an .npz "
-                              "(arrays index, scores); binary tasks also take a single positive-class column")
-    command.add_argument("--data-dir", help="folder holding the release file, or an exported folder")
-    command.add_argument("--repo", help="read the labels from a Hub repo (or exported folder) instead")
-    command.add_argument("--cache-dir", help="datasets cache folder (downloads go to <cache-dir>/downloads)")
-    command.add_argument("--base-url", help="mirror URL serving the release files by name")
-    command.add_argument("--json", help="also write {auc, acc, task, n} to this file")
-    add_verbose_flag(command)
-    command.set_defaults(run=friendly_errors(cmd_evaluate))

@@ -15,11 +15,11 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["MEDMNIST_PLUS_BASE_URL"] = "http://127.0.0.1:9/closed"
 os.environ["MEDMNIST_PLUS_MEDMNIST_ROOT"] = os.path.join(_HOME, "empty-medmnist-root")
 
-# A session-wide fake Hugging Face Hub on 127.0.0.1 (tests/hub_server.py). huggingface_hub and datasets read these
+# A session-wide fake Hugging Face Hub on 127.0.0.1 (tests/fakes/hub_server.py). huggingface_hub and datasets read these
 # variables at import time, so its port is bound here, before they are imported; it serves only once a test asks
 # for the `hub_server` fixture (or `hub_repo_id`), and refuses connections until then. Xet is off so uploads take
 # the LFS path; the token is a dummy (the server accepts any Bearer token and never records its value).
-from .hub_server import hub_repo_id, hub_server, reserve_session_hub_server  # noqa: E402,F401
+from .fakes.hub_server import hub_repo_id, hub_server, reserve_session_hub_server  # noqa: E402,F401
 
 _HUB_SERVER = reserve_session_hub_server(os.path.join(_HOME, "hub"))
 os.environ["HF_ENDPOINT"] = _HUB_SERVER.endpoint
@@ -41,10 +41,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import medmnist_plus_common  # noqa: E402,F401  (installs the load_dataset hook)
-from medmnist_plus_common import download  # noqa: E402
+from medmnist_plus_common.release import download  # noqa: E402
 from medmnist_plus_common.catalog import SPLITS, load_catalog  # noqa: E402
-from medmnist_plus_common.release import member_name  # noqa: E402
-from medmnist_plus_common.synthetic import synthetic_images, synthetic_labels  # noqa: E402
+from medmnist_plus_common.release.reader import member_name  # noqa: E402
+from medmnist_plus_common.release.synthetic import synthetic_images, synthetic_labels  # noqa: E402
 
 datasets.disable_progress_bars()
 # Loading a Hub repo asks the dataset viewer at "datasets-server.<HF_ENDPOINT host>" for exported infos: a DNS
@@ -204,8 +204,7 @@ def file_server(monkeypatch):
 def gz_reading(request, monkeypatch):
     """Both ways a .nii.gz is read: streamed up to each window (small files), or decompressed once to a temporary
     file (files above nifti.UNPACK_ABOVE; here every .nii.gz)."""
-    from medmnist_plus_common import nifti
-
+    from medmnist_plus_common.recipes.readers import nifti
     if request.param == "unpack":
         monkeypatch.setattr(nifti, "UNPACK_ABOVE", 0)
         monkeypatch.setattr(nifti, "_unpacked", type(nifti._unpacked)())

@@ -7,7 +7,8 @@ import pytest
 
 import medmnist_plus_common
 from builders import MedMNISTPlus, TissueMNIST
-from medmnist_plus_common import RegistryIncompatibleError, registry
+from medmnist_plus_common import RegistryIncompatibleError
+from medmnist_plus_common.hf import registry
 from medmnist_plus_common.catalog import SPLITS, load_catalog
 
 from .conftest import assert_matches_release, write_fake_release

@@ -138,7 +138,7 @@ def test_non_official_local_file_is_rejected_by_default(tmp_path, cache_dir):
 
 
 def test_row_count_check_and_no_checks_switch(tmp_path, cache_dir, caplog, release_md5):
-    from medmnist_plus_common.download import md5sum
+    from medmnist_plus_common.release.download import md5sum
 
     path = fake(tmp_path)
     release_md5("bloodmnist", 28, md5sum(str(path)))  # MD5 fine: only the row counts differ now

@@ -1,6 +1,7 @@
 """Benchmarks write the committed results only when asked (--write), and --configs limits what they prepare."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,11 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def run(script, *args, cwd=None):
+    # the repository on the path: a copied script still finds tests.fakes (the raw collections)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(BENCHMARKS.parent),
+                                                                     os.environ.get("PYTHONPATH")])))
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd)
+                          cwd=cwd, env=env)
 
 
 def finished(result) -> bool:

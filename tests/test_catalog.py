@@ -3,7 +3,6 @@ import re
 import pytest
 
 from medmnist_plus_common import UnknownConfigError, load_catalog
-
 EXPECTED_FLAGS_2D = [
     "pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
     "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist",

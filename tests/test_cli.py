@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from medmnist_plus_common.cli import build_parser, main
+from medmnist_plus_common.cli.main import build_parser, main
 from medmnist_plus_common.catalog import load_catalog
 
 from .conftest import write_fake_release

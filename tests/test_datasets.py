@@ -11,7 +11,7 @@ import pytest
 import builders
 from builders import MedMNISTPlus
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.features import features_for
+from medmnist_plus_common.hf.features import features_for
 
 from .conftest import assert_matches_release, write_fake_release
 

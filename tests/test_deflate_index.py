@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from builders import TissueMNIST
-from medmnist_plus_common import deflate_index
+from medmnist_plus_common.release import deflate_index
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.download import remembered_md5
+from medmnist_plus_common.release.download import remembered_md5
 from medmnist_plus_common.errors import ReleaseFileError
-from medmnist_plus_common.release import ReleaseArchive, index_release, member_name
-from medmnist_plus_common.sources import MIN_ROWS_PER_SHARD, OfficialSource
+from medmnist_plus_common.release.reader import ReleaseArchive, index_release, member_name
+from medmnist_plus_common.hf.sources import MIN_ROWS_PER_SHARD, OfficialSource
 
 from .conftest import assert_matches_release, write_fake_release
 
@@ -146,7 +146,7 @@ def test_a_build_records_the_index_and_the_next_build_uses_it(release, tmp_path,
 
 
 def test_a_downloaded_release_is_indexed(tmp_path, file_server, release_md5, small_span):
-    from medmnist_plus_common.download import md5sum
+    from medmnist_plus_common.release.download import md5sum
 
     path, arrays = write_fake_release(tmp_path / "upstream", "tissuemnist", 28, MANY, seed=6)
     file_server.files[path.name] = path.read_bytes()

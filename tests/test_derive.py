@@ -12,16 +12,20 @@ import pytest
 from PIL import Image
 
 import builders
-from builders.adrenalmnist3d import RECIPE as ADRENAL
-from builders.nodulemnist3d import RECIPE as NODULE
-from builders.pathmnist import RECIPE as PATH
+from builders.adrenalmnist3d import AdrenalMNIST3D
+ADRENAL = AdrenalMNIST3D.RECIPE
+from builders.nodulemnist3d import NoduleMNIST3D
+NODULE = NoduleMNIST3D.RECIPE
+from builders.pathmnist import PathMNIST
+PATH = PathMNIST.RECIPE
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.cli import main
-from medmnist_plus_common.derive import DeriveError, derive
-from medmnist_plus_common.recipes import RawRecord
-from medmnist_plus_common.release import member_name
-from medmnist_plus_common.synthetic import OFFICIAL_MEMBER_ORDER, write_npz_members, write_synthetic_release
-from medmnist_plus_common.volumeops import resize_gray, zoom_mask
+from medmnist_plus_common.cli.main import main
+from medmnist_plus_common.tools.derive import DeriveError, derive
+from medmnist_plus_common.recipes.base import RawRecord
+from medmnist_plus_common.release.reader import member_name
+from medmnist_plus_common.release.synthetic import write_synthetic_release
+from medmnist_plus_common.release.writer import OFFICIAL_MEMBER_ORDER, write_npz_members
+from medmnist_plus_common.recipes.volumeops import resize_gray, zoom_mask
 
 from .conftest import SHARED_DATA
 
@@ -124,7 +128,8 @@ def test_nodule_64_from_28_and_pathmnist_sizes_from_224(tmp_path):
 
 def test_fracture_28_from_64_is_the_recipes_gray_zoom(tmp_path):
     # FractureMNIST3D's recipe: 64 = the windowed 64^3 crop, 28 = resize_gray of that same crop
-    from builders.fracturemnist3d import RECIPE as FRACTURE
+    from builders.fracturemnist3d import FractureMNIST3D
+    FRACTURE = FractureMNIST3D.RECIPE
 
     data = tmp_path / "data"
     data.mkdir()

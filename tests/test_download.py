@@ -6,9 +6,10 @@ import datasets
 import pytest
 
 from builders import MedMNISTPlus
-from medmnist_plus_common import ChecksumError, DownloadError, download
+from medmnist_plus_common import ChecksumError, DownloadError
+from medmnist_plus_common.release import download
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.download import md5sum
+from medmnist_plus_common.release.download import md5sum
 
 from .conftest import assert_matches_release, write_fake_release
 

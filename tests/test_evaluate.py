@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.cli import main
+from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.evaluate import EvaluationError, evaluate, metrics, roc_auc
 
 from .conftest import SHARED_DATA, official_arrays, write_fake_release
@@ -239,7 +239,7 @@ def test_cli_errors_are_one_paragraph_without_traceback(releases, tmp_path, caps
 
 
 def test_labels_from_an_exported_folder(releases, tmp_path):
-    from medmnist_plus_common.publish import export
+    from medmnist_plus_common.publish.push import export
 
     root, truth = releases
     facts, labels = truth["retinamnist-28"]
@@ -253,7 +253,7 @@ def test_labels_from_an_exported_folder(releases, tmp_path):
 
 @pytest.mark.slow
 def test_labels_from_the_hub(releases, hub_repo_id, tmp_path):
-    from medmnist_plus_common.publish import push
+    from medmnist_plus_common.publish.push import push
 
     root, truth = releases
     facts, labels = truth["chestmnist-28"]

@@ -11,8 +11,8 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from medmnist_plus_common import ReleaseFileError
-from medmnist_plus_common.cli import main
-from medmnist_plus_common.publish import export
+from medmnist_plus_common.cli.main import main
+from medmnist_plus_common.publish.push import export
 
 from .conftest import write_fake_releases
 
@@ -148,8 +148,7 @@ def test_export_cli(tmp_path, capsys):
 def test_parquet_row_groups_stay_small_for_streaming(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from medmnist_plus_common import publish
-
+    from medmnist_plus_common.publish import push as publish
     monkeypatch.setattr(publish, "ROW_GROUP_SIZE", "100KB")
     write_fake_releases(tmp_path / "release", {"bloodmnist-128": {"train": 24, "validation": 2, "test": 2}})
     export(str(tmp_path / "out"), ["bloodmnist-128"], num_shards=1, data_dir=str(tmp_path / "release"),

@@ -9,7 +9,7 @@ import socket
 import huggingface_hub.constants
 import pytest
 
-from medmnist_plus_common.cli import main
+from medmnist_plus_common.cli.main import main
 
 from .conftest import write_fake_release
 

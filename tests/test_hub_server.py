@@ -1,4 +1,4 @@
-"""Stock ``datasets`` / ``huggingface_hub`` flows against the fake Hub of ``tests/hub_server.py``.
+"""Stock ``datasets`` / ``huggingface_hub`` flows against the fake Hub of ``tests/fakes/hub_server.py``.
 
 Nothing here uses medmnist_plus code: these tests pin down that the fake Hub speaks the real protocol (upload through
 preupload + LFS + NDJSON commit, tree/paths-info listings, /resolve with ranges, validate-yaml) so that publishing
@@ -44,7 +44,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .hub_server import REGEX_YAML_BLOCK, HubServer, git_blob_sha, validate_card_metadata
+from .fakes.hub_server import REGEX_YAML_BLOCK, HubServer, git_blob_sha, validate_card_metadata
 
 pytestmark = pytest.mark.slow  # every test here uploads to the test Hub (push_to_hub, HfApi)
 

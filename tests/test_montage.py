@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.cli import main
-from medmnist_plus_common.montage import montage
-from medmnist_plus_common.publish import export, push
+from medmnist_plus_common.cli.main import main
+from medmnist_plus_common.tools.montage import montage
+from medmnist_plus_common.publish.push import export, push
 
 from .conftest import SHARED_DATA, write_fake_releases
 

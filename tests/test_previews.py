@@ -11,8 +11,8 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.montage import montage
-from medmnist_plus_common.publish import export, push
+from medmnist_plus_common.tools.montage import montage
+from medmnist_plus_common.publish.push import export, push
 
 from .conftest import write_fake_releases
 

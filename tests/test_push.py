@@ -1,4 +1,4 @@
-"""`medmnist-plus push` against the Hub-compatible test server (tests/hub_server.py), over real HTTP.
+"""`medmnist-plus push` against the Hub-compatible test server (tests/fakes/hub_server.py), over real HTTP.
 
 Four configs (2D gray, 2D RGB, ChestMNIST multi-label, 3D) are pushed with datasets' own push_to_hub, read back
 with stock load_dataset (map-style and streaming), bit-exact; re-pushes leave no stale shards; a push interrupted
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from huggingface_hub import DatasetCard
 
-from medmnist_plus_common.cli import main
-from medmnist_plus_common.publish import export, push
+from medmnist_plus_common.cli.main import main
+from medmnist_plus_common.publish.push import export, push
 
 from .conftest import assert_matches_release, write_fake_releases
 
@@ -186,8 +186,7 @@ def test_pushed_parquet_has_small_row_groups(releases, hub_server, hub_repo_id, 
 
     import pyarrow.parquet as pq
 
-    from medmnist_plus_common import publish
-
+    from medmnist_plus_common.publish import push as publish
     root, _ = releases
     monkeypatch.setattr(publish, "ROW_GROUP_SIZE", "20KB")
     push(hub_repo_id, ["bloodmnist-64"], num_shards=1, **build_kwargs(root))

@@ -3,7 +3,7 @@
 Every expectation here is computed independently of the recipes: a few lines of PIL per the rule measured on
 genuine sources (open -> convert -> centered crop with offset int(round((long - short) / 2.0)) -> bilinear resize
 -> a quality-75 JPEG round trip for JPEG sources only), labels and split sizes from each collection's layout
-and the MedMNIST paper's split rule. The collections are written by ``medmnist_plus_common.synthetic_raw`` with
+and the MedMNIST paper's split rule. The collections are written by ``tests.fakes.raw_collections`` with
 real image dimensions and file formats; the builds go through the real builders and the Arrow cache.
 """
 
@@ -21,7 +21,7 @@ from PIL import Image
 import builders
 import medmnist_plus_common  # noqa: F401  (installs the load_dataset hook)
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.synthetic_raw import collection_root, write_raw_collection
+from tests.fakes.raw_collections import collection_root, write_raw_collection
 
 # The synthetic PathMNIST collection has a TIFF with a malformed header (as NCT-CRC-HE-100K has); PIL warns when
 # the tests' own expectation reads it (the recipe silences it).
@@ -397,7 +397,7 @@ def test_tissue_class_folders_named_by_label_name_are_found(tmp_path, cache_dir)
 def test_regenerated_release_files_of_each_2d_dataset_equal_the_recipe(flag, collections, tmp_path):
     """``regenerate`` (each record read once for all sizes, rows written as an official .npz) gives, at every
     size, the rows the independent expectation gives, under the same split rule as the builder."""
-    from medmnist_plus_common.regenerate import regenerate
+    from medmnist_plus_common.tools.regenerate import regenerate
 
     data_dir, root, records = collections[flag]
     report = regenerate(flag, data_dir, [28, 64], tmp_path / "out", no_checks=True)

@@ -15,9 +15,10 @@ import pytest
 from PIL import Image
 
 import builders
-from medmnist_plus_common import imageops
+from medmnist_plus_common.recipes import imageops
 from medmnist_plus_common.errors import RawRecordError, RawSourceError, UnknownConfigError
-from medmnist_plus_common.recipes import RawRecord, recipe_for
+from medmnist_plus_common.hf.registry import recipe_for
+from medmnist_plus_common.recipes.base import RawRecord
 
 from .conftest import SHARED_DATA
 from .test_raw_2d import (all_rows, assert_no_complete_cache, build_raw, check_rows, copy_collection,

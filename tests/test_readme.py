@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.download import md5sum
-from medmnist_plus_common.publish import push
+from medmnist_plus_common.release.download import md5sum
+from medmnist_plus_common.publish.push import push
 
 from .conftest import official_arrays, write_fake_release
 

@@ -11,7 +11,7 @@ import pytest
 
 from builders import AdrenalMNIST3D, BreastMNIST
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.download import md5sum
+from medmnist_plus_common.release.download import md5sum
 
 from .conftest import SHARED_DATA, assert_matches_release
 

@@ -16,10 +16,12 @@ import pytest
 from scipy import ndimage
 
 import builders
-from builders.vesselmnist3d import RECIPE as VESSEL, default_grid
-from medmnist_plus_common import volumeops
+from builders.vesselmnist3d import VesselMNIST3D
+from builders.vesselmnist3d import default_grid
+VESSEL = VesselMNIST3D.RECIPE
+from medmnist_plus_common.recipes import volumeops
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.recipes import RawRecord, Variant
+from medmnist_plus_common.recipes.base import RawRecord, Variant
 
 from .conftest import SHARED_DATA
 
@@ -343,7 +345,8 @@ def test_adrenal_masks_center_crop_to_64_and_zoom_to_28(tmp_path, cache_dir):
 
 
 def test_adrenal_mask_of_the_wrong_shape_names_the_file(tmp_path):
-    from builders.adrenalmnist3d import RECIPE
+    from builders.adrenalmnist3d import AdrenalMNIST3D
+    RECIPE = AdrenalMNIST3D.RECIPE
 
     write_volume(tmp_path / "normal/x.npy", np.zeros((100, 120, 120), np.uint8))
     with pytest.raises(RawRecordError, match=r"x\.npy: is a volume of 100x120x120 voxels, but .* are 120x120x120"):
@@ -356,7 +359,8 @@ def test_adrenal_mask_of_the_wrong_shape_names_the_file(tmp_path):
 
 
 def test_nodule_volumes_center_crop_to_28_and_upsample_to_64(tmp_path, cache_dir):
-    from builders.nodulemnist3d import RECIPE
+    from builders.nodulemnist3d import NoduleMNIST3D
+    RECIPE = NoduleMNIST3D.RECIPE
 
     rng = np.random.default_rng(5)
     volumes = {}
@@ -378,7 +382,8 @@ def test_nodule_volumes_center_crop_to_28_and_upsample_to_64(tmp_path, cache_dir
 
 
 def test_busi_like_folders_are_not_taken_for_nodule_volumes(tmp_path):
-    from builders.nodulemnist3d import RECIPE
+    from builders.nodulemnist3d import NoduleMNIST3D
+    RECIPE = NoduleMNIST3D.RECIPE
 
     for name in ("benign", "malignant", "normal"):
         (tmp_path / name).mkdir()
@@ -390,8 +395,9 @@ def test_busi_like_folders_are_not_taken_for_nodule_volumes(tmp_path):
 
 @pytest.mark.skipif(not (INTRA / "vesselmnist3d_28_rows.npz").is_file(), reason="genuine IntrA sample absent")
 def test_align_and_regenerate_recover_the_official_rows_of_the_genuine_meshes(tmp_path):
-    from medmnist_plus_common.regenerate import align, regenerate
-    from medmnist_plus_common.synthetic import OFFICIAL_MEMBER_ORDER, write_npz_members
+    from medmnist_plus_common.release.writer import OFFICIAL_MEMBER_ORDER, write_npz_members
+    from medmnist_plus_common.tools.align import align
+    from medmnist_plus_common.tools.regenerate import regenerate
 
     with np.load(INTRA / "vesselmnist3d_28_rows.npz") as rows:
         official = {k: rows[k] for k in rows.files}

@@ -13,11 +13,10 @@ from scipy import ndimage
 
 from builders import FractureMNIST3D, SynapseMNIST3D
 from builders import fracturemnist3d as fracture
-from builders import synapsemnist3d as synapse
-from medmnist_plus_common import nifti
+from medmnist_plus_common.recipes.readers import nifti
 from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.recipes import plan_records
+from medmnist_plus_common.recipes.base import plan_records
 
 LPS = np.diag([-0.7, -0.7, 1.25, 1.0])
 RAS = np.diag([0.7, 0.7, 1.25, 1.0])
@@ -91,21 +90,21 @@ def test_ribfrac_records_classes_drops_and_parts(ribfrac, caplog):
     root, _ = ribfrac
     names = load_catalog()["fracturemnist3d"].labels
     with caplog.at_level(logging.WARNING):
-        records = {r.record: r for r in fracture.RECIPE.records(root)}
+        records = {r.record: r for r in FractureMNIST3D.RECIPE.records(root)}
     assert {k: (names[r.label], r.source_split) for k, r in records.items()} == {
         "ribfrac-train-images-1/Part1/RibFrac1-image.nii.gz#1": ("displaced rib fracture", "train"),
         "ribfrac-train-images-1/Part1/RibFrac1-image.nii.gz#2": ("buckle rib fracture", "train"),
         "ribfrac-train-images-1/Part1/RibFrac2-image.nii#1": ("nondisplaced rib fracture", "train"),
         "ribfrac-val-images/RibFrac421-image.nii.gz#1": ("displaced rib fracture", "validation")}
-    assert fracture.RECIPE.last_dropped == {"segmental": 1, "uncertain type": 1}
+    assert FractureMNIST3D.RECIPE.last_dropped == {"segmental": 1, "uncertain type": 1}
     assert "2 fracture(s) dropped: 1 segmental, 1 uncertain type" in caplog.text
-    plan = plan_records(fracture.RECIPE, root)
+    plan = plan_records(FractureMNIST3D.RECIPE, root)
     assert [a.record.record for a in plan.split("test")] == ["ribfrac-val-images/RibFrac421-image.nii.gz#1"]
 
 
 def test_fracture_crop_center_padding_orientation_and_window(ribfrac, gz_reading):
     root, scans = ribfrac
-    recipe = fracture.RECIPE
+    recipe = FractureMNIST3D.RECIPE
     records = {r.record: r for r in recipe.records(root)}
     ct1, l1, _ = scans["RibFrac1"]
     assert rounded_center(l1, 1) == (22, 31, 12)  # mean x 21.7 (the extra voxel), y 30.95, z 11.9
@@ -136,7 +135,7 @@ def test_only_the_crop_is_read_from_the_ct(ribfrac, monkeypatch):
 
     monkeypatch.setattr(nifti.NiftiVolume, "read", recording)
     fracture.RibFrac._centers_cache = (None, {})
-    recipe = fracture.RECIPE
+    recipe = FractureMNIST3D.RECIPE
     record = next(r for r in recipe.records(root) if r.record.endswith("RibFrac1-image.nii.gz#1"))
     recipe.load(root, record)
     image_reads = [w for name, w in asked if "-image" in name]
@@ -149,11 +148,11 @@ def test_ribfrac_test_part_and_bad_inputs(ribfrac, tmp_path):
     test_part = tmp_path / "test"
     save(test_part / "ribfrac-test-images" / "RibFrac501-image.nii.gz", np.zeros((8, 8, 8), np.int16), LPS)
     with pytest.raises(RawSourceError) as err:
-        plan_records(fracture.RECIPE, test_part)
+        plan_records(FractureMNIST3D.RECIPE, test_part)
     assert "test scans" in str(err.value) and "not public" in str(err.value)
     (test_part / "ribfrac-test-info.csv").write_text("public_id,label_id,label_code\nRibFrac501,1,1\n")
     with pytest.raises(RawSourceError) as err:
-        fracture.RECIPE.records(test_part)
+        FractureMNIST3D.RECIPE.records(test_part)
     assert "ribfrac-test-info.csv, line 2" in str(err.value) and "not public" in str(err.value)
 
     root, scans = ribfrac
@@ -165,11 +164,11 @@ def test_ribfrac_test_part_and_bad_inputs(ribfrac, tmp_path):
     save(bad / "RibFrac5-label.nii.gz", scans["RibFrac1"][1], LPS)
     (bad / "ribfrac-train-info-1.csv").write_text(
         "public_id,label_id,label_code\nRibFrac3,1,1\nRibFrac4,1,1\nRibFrac5,9,2\n")
-    records = {r.record.split("#")[0]: r for r in fracture.RECIPE.records(bad)}
+    records = {r.record.split("#")[0]: r for r in FractureMNIST3D.RECIPE.records(bad)}
     for name, words in [("RibFrac3-image.nii.gz", "not a pair"), ("RibFrac4-image.nii.gz", "CT image is not there"),
                         ("RibFrac5-image.nii.gz", "no voxel of instance 9")]:
         with pytest.raises(RawRecordError) as err:
-            fracture.RECIPE.load(bad, records[name])
+            FractureMNIST3D.RECIPE.load(bad, records[name])
         assert words in str(err.value) and "skip_bad=True" in str(err.value)
 
 
@@ -200,7 +199,7 @@ def em_crop(volume, center):
 @pytest.mark.slow
 def test_synapse_records_labels_and_cube(em):
     root, volume = em
-    recipe = synapse.RECIPE
+    recipe = SynapseMNIST3D.RECIPE
     records = recipe.records(root)
     assert [r.record for r in records] == [f"mitoem_r.h5#synapses:{i}" for i in range(4)]
     assert [r.label for r in records] == [1, 0, 1, 0]
@@ -214,7 +213,7 @@ def test_synapse_records_labels_and_cube(em):
         np.testing.assert_array_equal(recipe.render(cube, 28, recipe.default_variant(28)), resized(expected, 28))
         np.testing.assert_array_equal(recipe.render(cube, 64, recipe.default_variant(64)),
                                       np.clip(np.rint(expected[32:96, 32:96, 32:96]), 0, 255).astype(np.uint8))
-        from medmnist_plus_common.recipes import parse_variant
+        from medmnist_plus_common.recipes.base import parse_variant
 
         np.testing.assert_array_equal(recipe.render(cube, 64, parse_variant(recipe.default_variant(64), "size64=resize")),
                                       resized(expected, 64))
@@ -227,19 +226,19 @@ def test_synapse_tiff_stack_and_section_folder_read_as_hdf5(em, tmp_path):
     pages = [Image.fromarray(page) for page in volume]
     pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
     (tmp_path / "synapses.csv").write_text("id,z,y,x,label\nsyn-a,20,80,75,1\n")
-    record = synapse.RECIPE.records(tmp_path)[0]
+    record = SynapseMNIST3D.RECIPE.records(tmp_path)[0]
     assert record.record == "stack.tif#synapses:syn-a"
-    from_h5 = synapse.RECIPE.load(root, synapse.RECIPE.records(root)[0])
-    np.testing.assert_array_equal(synapse.RECIPE.load(tmp_path, record), from_h5)
+    from_h5 = SynapseMNIST3D.RECIPE.load(root, SynapseMNIST3D.RECIPE.records(root)[0])
+    np.testing.assert_array_equal(SynapseMNIST3D.RECIPE.load(tmp_path, record), from_h5)
     # a folder of one PNG per section (as MitoEM is distributed), named in the table's volume column
     folder = tmp_path / "sections"
     (tmp_path / "sections").mkdir()
     for z, page in enumerate(pages):
         page.save(folder / f"im{z:04d}.png")
     (tmp_path / "synapses.csv").write_text("id,z,y,x,label,volume\nsyn-a,20,80,75,1,sections\n")
-    record = synapse.RECIPE.records(tmp_path)[0]
+    record = SynapseMNIST3D.RECIPE.records(tmp_path)[0]
     assert record.record == "sections#synapses:syn-a"
-    np.testing.assert_array_equal(synapse.RECIPE.load(tmp_path, record), from_h5)
+    np.testing.assert_array_equal(SynapseMNIST3D.RECIPE.load(tmp_path, record), from_h5)
 
 
 def test_synapse_labels_must_be_brought(tmp_path):
@@ -247,16 +246,16 @@ def test_synapse_labels_must_be_brought(tmp_path):
         f.create_dataset("main", data=np.ones((4, 4, 4), np.uint8))
     (tmp_path / "synapses.csv").write_text("z,y,x\n1,1,1\n")
     with pytest.raises(RawSourceError) as err:
-        plan_records(synapse.RECIPE, tmp_path)
+        plan_records(SynapseMNIST3D.RECIPE, tmp_path)
     assert "synapses.csv" in str(err.value) and "not public" in str(err.value)
     (tmp_path / "synapses.csv").write_text("z,y,x,label\n1,1,9,1\n")
-    record = synapse.RECIPE.records(tmp_path)[0]
+    record = SynapseMNIST3D.RECIPE.records(tmp_path)[0]
     with pytest.raises(RawRecordError) as err:
-        synapse.RECIPE.load(tmp_path, record)
+        SynapseMNIST3D.RECIPE.load(tmp_path, record)
     assert "outside the volume" in str(err.value)
     (tmp_path / "em.h5").write_bytes(b"not hdf5")
     with pytest.raises(RawRecordError) as err:
-        synapse.RECIPE.load(tmp_path, record)
+        SynapseMNIST3D.RECIPE.load(tmp_path, record)
     assert "em.h5" in str(err.value) and "corrupt" in str(err.value)
 
 

@@ -17,10 +17,11 @@ from PIL import Image
 from scipy import ndimage
 
 from builders import OrganAMNIST, OrganCMNIST, OrganMNIST3D, OrganSMNIST
-from medmnist_plus_common import lits
+from medmnist_plus_common.recipes import lits
 from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.recipes import RawRecord, Variant, parse_variant, plan_records, recipe_for
+from medmnist_plus_common.hf.registry import recipe_for
+from medmnist_plus_common.recipes.base import RawRecord, Variant, parse_variant, plan_records
 
 LPS = np.diag([-0.8, -0.8, 2.5, 1.0])  # voxel axes run towards Left, Posterior, Superior (DICOM order)
 RAS = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -464,7 +465,7 @@ def test_a_partial_collection_builds_with_skip_bad(collection, tmp_path, caplog)
 def test_worker_processes_read_the_unpacked_volumes_they_inherit(collection, gz_reading):
     """A forked worker inherits the parent's decompressed copies of .nii.gz volumes; it must read them at its own
     position (a shared one would mix the workers' reads)."""
-    from medmnist_plus_common.regenerate import render
+    from medmnist_plus_common.tools.regenerate import render
 
     root, _ = collection
     recipe = recipe_for("organmnist3d")
@@ -480,8 +481,7 @@ def test_worker_processes_read_the_unpacked_volumes_they_inherit(collection, gz_
 def test_a_forked_process_gets_its_own_read_position(tmp_path, monkeypatch):
     import multiprocessing
 
-    from medmnist_plus_common import nifti
-
+    from medmnist_plus_common.recipes.readers import nifti
     monkeypatch.setattr(nifti, "UNPACK_ABOVE", 0)
     monkeypatch.setattr(nifti, "_unpacked", type(nifti._unpacked)())
     save(tmp_path / "volume-0.nii.gz", hu_volume(0), LPS)

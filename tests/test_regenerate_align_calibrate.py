@@ -9,11 +9,13 @@ import pytest
 from PIL import Image
 
 from builders import BreastMNIST
-from medmnist_plus_common import imageops
-from medmnist_plus_common.cli import main
+from medmnist_plus_common.recipes import imageops
+from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.errors import RawSourceError
-from medmnist_plus_common.publish import export
-from medmnist_plus_common.regenerate import align, calibrate, regenerate
+from medmnist_plus_common.publish.push import export
+from medmnist_plus_common.tools.align import align
+from medmnist_plus_common.tools.calibrate import calibrate
+from medmnist_plus_common.tools.regenerate import regenerate
 
 from .conftest import SHARED_DATA
 
@@ -327,7 +329,7 @@ def test_rows_deflated_in_the_workers_make_valid_deflated_members(tmp_path):
 def test_crc32_combine_matches_zlib():
     import zlib
 
-    from medmnist_plus_common.regenerate import crc32_combine
+    from medmnist_plus_common.release.writer import crc32_combine
 
     rng = np.random.default_rng(3)
     for length in (0, 1, 7, 784, 2352, 150528, 12345):
@@ -340,8 +342,7 @@ def test_regenerate_without_zipfile_internals_compresses_in_the_main_process(tmp
     ordinary way: the same arrays, valid CRCs."""
     import zipfile
 
-    from medmnist_plus_common import regenerate as module
-
+    from medmnist_plus_common.release import writer as module
     raw = tmp_path / "raw"
     records = _busi_tree(raw, per_class=2)
     manifest, _ = _shuffled_manifest(tmp_path, records)

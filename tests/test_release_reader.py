@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from medmnist_plus_common import release
+from medmnist_plus_common.release import reader as release
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.release import ReleaseArchive, check_release, shard_ranges
-from medmnist_plus_common.synthetic import OFFICIAL_MEMBER_ORDER, read_synthetic_arrays, write_synthetic_release
+from medmnist_plus_common.release.reader import ReleaseArchive, check_release, shard_ranges
+from medmnist_plus_common.release.synthetic import read_synthetic_arrays, write_synthetic_release
+from medmnist_plus_common.release.writer import OFFICIAL_MEMBER_ORDER
 
 from .conftest import official_arrays
 

@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 
 from . import conftest
-from .hub_server import HubServer
+from .fakes.hub_server import HubServer
 
 
 def test_the_endpoint_is_coherent_everywhere():

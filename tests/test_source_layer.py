@@ -19,14 +19,14 @@ def test_builders_import_and_list_recipes_without_the_recipe_extras():
         "for name in ['nibabel', 'scipy', 'trimesh', 'pymeshfix', 'h5py', 'rtree']:\n"
         "    sys.modules[name] = None  # importing it now raises ImportError\n"
         "import builders, medmnist_plus_common\n"
-        "from medmnist_plus_common.recipes import all_recipes\n"
+        "from medmnist_plus_common.hf.registry import all_recipes\n"
         "from builders import MedMNISTPlus\n"
         "MedMNISTPlus(config_name='vesselmnist3d-28')\n"
         "print(len(all_recipes()))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout.strip()) >= 9
+    assert int(result.stdout.strip()) == 18
 
 
 def test_the_cache_key_does_not_depend_on_how_data_dir_is_spelled(tmp_path, monkeypatch):
@@ -47,7 +47,7 @@ def test_the_cache_key_does_not_depend_on_how_data_dir_is_spelled(tmp_path, monk
 
 def test_a_built_config_is_reused_by_export(tmp_path):
     """export (and push) build through the same key as `build`: the second build does no work."""
-    from medmnist_plus_common.publish import build_config
+    from medmnist_plus_common.publish.push import build_config
 
     folder = tmp_path / "data"
     write_fake_release(folder, "breastmnist", 28, {"train": 3, "validation": 1, "test": 1})

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from medmnist_plus_common.publish import export  # noqa: E402
+from medmnist_plus_common.publish.push import export  # noqa: E402
 from medmnist_plus_common.training import data_loader, streaming_dataset  # noqa: E402
 
 from .conftest import write_fake_release, write_fake_releases  # noqa: E402
@@ -145,7 +145,6 @@ def test_arrow_batches_png_and_raw_storage_are_exact(config, counts, tmp_path):
 
 def test_unknown_image_storage_is_refused(tmp_path):
     from medmnist_plus_common import builder_for
-
     with pytest.raises(ValueError, match=r"Unknown image_storage 'jpeg'; available: \['png', 'raw'\]"):
         builder_for("bloodmnist-28", cache_dir=str(tmp_path), image_storage="jpeg")
 
@@ -207,7 +206,7 @@ class _FakeRows:
 
 
 def test_shuffle_buffer_holds_its_size_and_delivers_every_row_once():
-    from medmnist_plus_common.torch_data import _BatchWriter, _ShuffleBuffer
+    from medmnist_plus_common.training.torch_data import _BatchWriter, _ShuffleBuffer
 
     buffer = _ShuffleBuffer(4, np.random.default_rng(0))
     writer = _BatchWriter(5, "image", (4, 4), (4, 4), (), np.int64)

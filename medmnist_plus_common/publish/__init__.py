@@ -1,0 +1,1 @@
+"""Publishing (application): ``push`` (export to a folder or push to the Hub, Parquet shards) and ``card``."""

@@ -1,0 +1,292 @@
+"""Getting official release files: a local folder, the official package's ``~/.medmnist``, or a download.
+
+Downloads resume from where they stopped (HTTP Range), retry transient failures (Zenodo answers 429 and 503
+under load; ``Retry-After`` is honoured), and land in the cache only after their MD5 matched: a file that fails
+the MD5 is deleted, never used, and the error says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.client import HTTPException
+from typing import Callable, Optional
+
+from filelock import FileLock
+
+from ..catalog import ReleaseFile
+from ..errors import ChecksumError, DownloadError, ReleaseFileError
+
+logger = logging.getLogger(__name__)
+
+BASE_URL_ENV = "MEDMNIST_PLUS_BASE_URL"  # a mirror serving the release files by name
+MEDMNIST_ROOT_ENV = "MEDMNIST_PLUS_MEDMNIST_ROOT"  # where the official package keeps files, if not ~/.medmnist
+TRANSIENT_HTTP_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRIES = 6
+BACKOFF_SECONDS = 1.0  # doubled after each failed attempt, at most MAX_WAIT_SECONDS
+MAX_WAIT_SECONDS = 60.0
+TIMEOUT_SECONDS = 60.0
+BLOCK_BYTES = 2**20
+# Why a local file's MD5 / row count mismatch is only a warning: builds with verification_mode="no_checks", and
+# streaming (it has no verification_mode and writes no cache). Said so, since a streaming user set nothing.
+NOT_STRICT = ("a build with verification_mode='no_checks', or streaming, which warns instead of failing; "
+              "downloads are always MD5-checked")
+
+
+def md5sum(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 * BLOCK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_identity(path: str) -> Optional[str]:
+    """A local file's identity: its real path, size and mtime (how the path is spelled does not matter); None if
+    it is not a file. Keys what is remembered about the file (cache entries, its deflate index)."""
+    path = os.path.realpath(os.path.expanduser(str(path)))
+    if not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return f"{path}:{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def downloads_dir(cache_dir: Optional[str] = None) -> str:
+    """The datasets download cache of ``cache_dir`` (as a builder given that cache_dir uses), else the default one."""
+    if cache_dir:
+        return os.path.join(os.path.expanduser(str(cache_dir)), "downloads")
+    import datasets  # only when needed: the catalog commands never import it
+
+    return str(datasets.config.DOWNLOADED_DATASETS_PATH)
+
+
+def index_dir(downloads: str) -> str:
+    """Where the deflate access points of release files are kept (see :mod:`.deflate_index`)."""
+    return os.path.join(downloads, "medmnist_plus", "index")
+
+
+def medmnist_root() -> str:
+    """The official ``medmnist`` package's default download folder, whose files are reused after an MD5 check."""
+    return os.environ.get(MEDMNIST_ROOT_ENV) or os.path.join(os.path.expanduser("~"), ".medmnist")
+
+
+def release_url(release: ReleaseFile, base_url: Optional[str] = None) -> str:
+    base_url = base_url or os.environ.get(BASE_URL_ENV)
+    if base_url:
+        return f"{base_url.rstrip('/')}/{release.file}"
+    return release.url
+
+
+def locate_release(
+    release: ReleaseFile,
+    *,
+    cache_dir: str,
+    data_dir: Optional[str] = None,
+    base_url: Optional[str] = None,
+    force_download: bool = False,
+    strict: bool = True,
+    offline: bool = False,
+    after_download: Optional[Callable[[str], None]] = None,
+) -> str:
+    """Return the path of a verified copy of ``release``, downloading it if needed.
+
+    Order: ``data_dir`` (when given, the only place looked at), ``~/.medmnist`` (the official package's
+    folder, used when its MD5 matches), this package's download cache, then the network. ``after_download`` is
+    called with the path of a file just downloaded and verified (to index it while it is fresh in the page cache).
+    """
+    memo = os.path.join(cache_dir, "medmnist_plus", "md5")
+    if data_dir is not None:
+        return _from_data_dir(release, os.path.expanduser(str(data_dir)), strict, memo)
+    official_copy = os.path.join(medmnist_root(), release.file)
+    if not force_download and os.path.isfile(official_copy):
+        if remembered_md5(official_copy, memo) == release.md5:
+            logger.info("Using %s (MD5 verified)", official_copy)
+            return official_copy
+        logger.warning("Ignoring %s: its MD5 is not the official one (re-download it or delete it).", official_copy)
+    # Files are keyed by their MD5, so a corrected upstream file never collides with an old one.
+    target = os.path.join(cache_dir, "medmnist_plus", release.md5, release.file)
+    if os.path.isfile(target) and not force_download:
+        return target
+    url = release_url(release, base_url)
+    if offline:
+        raise DownloadError(
+            f"{release.file} is not in the cache ({target}) and offline mode is on (HF_HUB_OFFLINE or "
+            f"HF_DATASETS_OFFLINE), so it cannot be downloaded from {url}. Unset it, or pass "
+            f"data_dir=<folder with {release.file}>."
+        )
+    download(url, target, md5=release.md5, force=force_download)
+    if after_download is not None:
+        after_download(target)
+    return target
+
+
+def remembered_md5(path: str, memo_dir: str) -> str:
+    """The MD5 of a local file, hashed once per identity (real path, size, mtime): a file used again unchanged is
+    not read again (the quick check of rsync and git). Kept in ``memo_dir``."""
+    identity = file_identity(path)
+    memo = os.path.join(memo_dir, hashlib.sha1(str(identity).encode()).hexdigest()[:24] + ".json")
+    try:
+        with open(memo, encoding="utf-8") as f:
+            entry = json.load(f)
+        if entry.get("identity") == identity:
+            return entry["md5"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    digest = md5sum(path)
+    partial = None
+    try:
+        os.makedirs(memo_dir, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=memo_dir, suffix=".partial")
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            json.dump({"identity": identity, "md5": digest}, f)
+        os.replace(partial, memo)
+    except OSError:  # a read-only cache only costs time
+        if partial and os.path.exists(partial):
+            os.remove(partial)
+    return digest
+
+
+def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool, memo_dir: str) -> str:
+    path = os.path.join(data_dir, release.file)
+    if not os.path.isfile(path):
+        present = sorted(f for f in os.listdir(data_dir) if f.endswith(".npz")) if os.path.isdir(data_dir) else None
+        where = f"it has {present}" if present is not None else "that folder does not exist"
+        raise ReleaseFileError(
+            f"{path}: not found ({where}). Put the official file {release.file} there "
+            f"(https://zenodo.org/records/10519652), or leave out data_dir to download it."
+        )
+    actual = remembered_md5(path, memo_dir)
+    if actual != release.md5:
+        message = f"{path}: MD5 {actual} is not the official {release.md5} of {release.file}."
+        if strict:
+            raise ChecksumError(
+                message + " The file is damaged or not the official release: replace it with the official file. "
+                "If it is a subset or benchmark file on purpose, build with verification_mode='no_checks' "
+                "(CLI: --no-checks)."
+            )
+        logger.warning(message + f" Using it anyway ({NOT_STRICT}).")
+    return path
+
+
+def download(url: str, target: str, md5: Optional[str] = None, force: bool = False) -> str:
+    """Download ``url`` to ``target``: resumable, retried, MD5-checked, and atomic (``target`` appears only when done)."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = target + ".incomplete"
+    with FileLock(target + ".lock"):
+        if os.path.isfile(target) and not force:
+            return target  # another process finished it while we waited
+        if force and os.path.exists(partial):
+            os.remove(partial)
+        _fetch_with_retries(url, partial)
+        if md5 is not None:
+            actual = md5sum(partial)
+            if actual != md5:
+                os.remove(partial)  # never keep or resume from a file with the wrong content
+                raise ChecksumError(
+                    f"Downloaded {url} but its MD5 is {actual}, not the published {md5}; the file was deleted "
+                    "and nothing was cached. Try again later; if it persists, the server or mirror serves a "
+                    f"different file: download it by hand from https://zenodo.org/records/10519652 and pass "
+                    "data_dir=<its folder>."
+                )
+        os.replace(partial, target)
+    return target
+
+
+def _fetch_with_retries(url: str, partial: str) -> None:
+    wait = BACKOFF_SECONDS
+    for attempt in range(1, RETRIES + 2):
+        try:
+            _fetch_once(url, partial)
+            return
+        except urllib.error.HTTPError as err:
+            if err.code not in TRANSIENT_HTTP_STATUS:
+                raise DownloadError(
+                    f"Downloading {url} failed: HTTP {err.code} {err.reason}. "
+                    + ("The file is not at that address: check the base URL / mirror. " if err.code == 404 else "")
+                    + _what_was_kept(partial)
+                ) from err
+            failure = f"HTTP {err.code}"
+            retry_after = _retry_after_seconds(err.headers.get("Retry-After"))
+        except (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError) as err:
+            permanent = _permanent_failure(url, err)
+            if permanent is not None:
+                raise DownloadError(permanent + " " + _what_was_kept(partial)) from err
+            failure, retry_after = f"{type(err).__name__}: {err}", None
+        if attempt > RETRIES:
+            raise DownloadError(
+                f"Downloading {url} failed {attempt} times (last: {failure}). {_what_was_kept(partial)} Check your "
+                "connection and try again later, or download the file by hand and pass data_dir=<its folder>."
+            )
+        delay = min(MAX_WAIT_SECONDS, retry_after if retry_after is not None else wait)
+        logger.warning("Download of %s failed (%s); retry %d/%d in %.0fs", url, failure, attempt, RETRIES, delay)
+        time.sleep(delay)
+        wait = min(MAX_WAIT_SECONDS, wait * 2)
+
+
+def _permanent_failure(url: str, err: BaseException) -> Optional[str]:
+    """What is wrong, for failures that waiting cannot fix (no retries); None for those worth retrying."""
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    host = urllib.parse.urlsplit(url).netloc
+    if isinstance(reason, socket.gaierror):
+        return (f"Downloading {url} failed: the host name {host.rsplit(':', 1)[0]!r} cannot be resolved ({reason}). "
+                "You are offline, or the name (a --base-url / MEDMNIST_PLUS_BASE_URL mirror?) is wrong. "
+                "Connect to the network and try again, or pass data_dir=<folder with the file>.")
+    if isinstance(reason, ConnectionRefusedError):
+        return (f"Downloading {url} failed: {host} refused the connection (no server listens there). Check the "
+                "address (a --base-url / MEDMNIST_PLUS_BASE_URL mirror?), or pass data_dir=<folder with the file>.")
+    return None
+
+
+def _what_was_kept(partial: str) -> str:
+    """The truth about the partial file: kept for resuming, or nothing at all."""
+    if os.path.isfile(partial) and os.path.getsize(partial) > 0:
+        return (f"The partial file {partial} ({os.path.getsize(partial):,} bytes) is kept and the next attempt "
+                "resumes from it.")
+    if os.path.isfile(partial):
+        os.remove(partial)
+    return "Nothing was downloaded or cached."
+
+
+def _retry_after_seconds(value: Optional[str]) -> Optional[float]:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to the backoff
+
+
+def _fetch_once(url: str, partial: str) -> None:
+    from datasets.utils import tqdm as hf_tqdm
+
+    offset = os.path.getsize(partial) if os.path.exists(partial) else 0
+    headers = {"User-Agent": "medmnist-plus"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_SECONDS)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # nothing left to fetch: the MD5 check decides
+            return
+        raise
+    with response:
+        if offset and response.status != 206:
+            offset = 0  # the server ignored the Range header: start over
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        with open(partial, "ab" if offset else "wb") as out, hf_tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, desc=os.path.basename(partial[:-11])
+        ) as bar:
+            received = 0
+            for block in iter(lambda: response.read(BLOCK_BYTES), b""):
+                out.write(block)
+                received += len(block)
+                bar.update(len(block))
+        if length is not None and received < int(length):
+            raise ConnectionError(f"connection closed after {received} of {length} bytes")

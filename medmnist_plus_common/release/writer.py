@@ -1,0 +1,249 @@
+"""The one writer of the official release format: ``.npz`` files of deflated ``.npy`` members with the official
+names (``train_images`` ... ``test_labels``), written row by row so a file of many GiB never sits in memory, and
+published under its name only when complete (``.partial`` until then, removed on failure).
+
+Two ways in: :func:`write_npz_members` (members from chunks of rows: derive, the demo's synthetic sample, the
+tests) and :class:`StreamedRelease` (rows arriving already deflated from worker processes: regenerate). The zip
+internals the latter needs (zipfile's member writer fields, CRC-32 combination) stay in this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..catalog import SPLITS, DatasetFacts
+from .reader import member_name
+
+# The member order of the official 2D files; some 3D files interleave images and labels (read by name).
+OFFICIAL_MEMBER_ORDER = tuple(member_name(s, "images") for s in SPLITS) + tuple(member_name(s, "labels") for s in SPLITS)
+
+
+def open_npy_member(archive: zipfile.ZipFile, name: str, shape: Tuple[int, ...], dtype=np.uint8):
+    """A writable ``<name>.npy`` member of ``archive`` with its ``.npy`` header written: write the C-order rows next."""
+    out = archive.open(f"{name}.npy", "w", force_zip64=True)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(out, header)
+    return out
+
+
+def write_npz_members(path: str, members: Mapping[str, Tuple],
+                      compress: bool = True) -> str:
+    """Write an ``.npz`` member by member from chunks: ``{name: (shape, chunks[, dtype])}`` (C order; uint8 unless
+    a dtype is given).
+
+    The file appears at ``path`` only when complete (written to ``path + ".partial"``, then renamed).
+    """
+    partial = path + ".partial"
+    compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    try:
+        with zipfile.ZipFile(partial, "w", compression=compression, allowZip64=True) as archive:
+            for name, (shape, chunks, *rest) in members.items():
+                dtype = np.dtype(rest[0] if rest else np.uint8)
+                with open_npy_member(archive, name, shape, dtype) as out:
+                    written = 0
+                    for chunk in chunks:
+                        chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                        out.write(chunk.tobytes())
+                        written += len(chunk)
+                    if written != shape[0]:
+                        raise ValueError(f"{name}: wrote {written} rows, header says {shape[0]}")
+    except BaseException:
+        if os.path.exists(partial):  # nothing half-written is left behind
+            os.remove(partial)
+        raise
+    os.replace(partial, path)
+    return path
+
+
+def release_file_name(facts: DatasetFacts, size: int) -> str:
+    """The official file name of ``facts`` at ``size`` (``<flag>.npz`` at 28, else ``<flag>_<size>.npz``)."""
+    if size in facts.files:
+        return facts.files[size].file
+    return f"{facts.flag}.npz" if size == 28 else f"{facts.flag}_{size}.npz"
+
+
+def deflate_piece(data: bytes) -> bytes:
+    """``data`` as a self-contained piece of a raw deflate stream: compressed on its own and ended by a full flush
+    (byte-aligned, not final). Pieces concatenated in order, then :data:`DEFLATE_END`, are one valid deflate stream
+    of the concatenated data (what pigz does), so rows can be compressed in parallel, each in its worker."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+DEFLATE_END = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15).flush()  # an empty final block
+
+
+@dataclass(frozen=True)
+class DeflatedRow:
+    """One release row as the workers send it to :func:`regenerate`: deflated on its own, with its CRC-32 and length
+    (a third of the bytes of the raw row to move between processes)."""
+
+    piece: bytes
+    crc: int
+    length: int
+
+    @classmethod
+    def of(cls, row: bytes) -> "DeflatedRow":
+        return cls(deflate_piece(row), zlib.crc32(row), len(row))
+
+    def raw(self) -> bytes:
+        return zlib.decompressobj(-15).decompress(self.piece)
+
+
+class StreamedRelease:
+    """A release file written while its rows arrive, member by member in the official order.
+
+    Each split's image member gets its ``.npy`` header with the planned row count; if records were dropped after
+    that (bad or blank), the counts no longer agree and :meth:`finish` says so (the caller writes the file again).
+    The file appears under its name only when complete (``.partial`` until then).
+    """
+
+    def __init__(self, path: str, facts: DatasetFacts, size: int, planned: Dict[str, int]):
+        self.path, self.partial = path, path + ".partial"
+        self.facts, self.size, self.planned = facts, size, planned
+        self.archive = zipfile.ZipFile(self.partial, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.member, self.split, self.written, self.complete, self.pieces = None, None, 0, True, None
+
+    def begin_split(self, split: str) -> None:
+        shape = (self.planned[split],) + self.facts.image_shape(self.size)
+        self.member = self.archive.open(f"{member_name(split, 'images')}.npy", "w", force_zip64=True)
+        self.pieces = _Precompressed.install(self.member)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        self.write(DeflatedRow.of(header.getvalue()), count=False)
+        self.split, self.written = split, 0
+
+    def write(self, row: DeflatedRow, count: bool = True) -> None:
+        if self.pieces is not None:
+            self.pieces.append(row)
+        else:
+            self.member.write(row.raw())
+        self.written += count
+
+    def end_split(self) -> None:
+        if self.member is not None:
+            if self.written != self.planned[self.split]:
+                self.complete = False  # the header promised more rows; the file is written again
+            self.member.close()
+            self.member = None
+
+    def finish(self, extra: Dict[str, Tuple]) -> bool:
+        """Write the label (and index) members and publish the file; False if it must be written again."""
+        if self.complete:
+            for name, (shape, chunks, *rest) in extra.items():
+                with open_npy_member(self.archive, name, shape, rest[0] if rest else np.uint8) as out:
+                    for chunk in chunks:
+                        out.write(np.ascontiguousarray(chunk, dtype=rest[0] if rest else np.uint8).tobytes())
+        self.archive.close()
+        if self.complete:
+            os.replace(self.partial, self.path)
+        else:
+            os.remove(self.partial)
+        return self.complete
+
+    def discard(self) -> None:
+        """After a failure (or a finished file): close, and leave nothing that looks complete."""
+        try:
+            if self.member is not None:
+                self.member.close()
+            self.archive.close()
+        except (OSError, ValueError):
+            pass
+        if os.path.exists(self.partial):
+            os.remove(self.partial)
+
+
+class _Precompressed:
+    """Stands in for a zipfile member's deflate compressor and appends rows the workers already deflated.
+
+    zipfile's member writer (``_ZipWriteFile``) keeps the raw size, the compressed size and the CRC-32 of what was
+    written; rows arrive deflated with their own CRC and length, so these are updated here (CRCs are combined as
+    zlib's ``crc32_combine`` does). Where zipfile lacks those fields, :meth:`install` says so and the rows are
+    inflated and written the ordinary way, compressed in this process.
+    """
+
+    FIELDS = ("_compressor", "_fileobj", "_file_size", "_compress_size", "_crc")
+
+    def __init__(self, member):
+        self.member = member
+
+    @classmethod
+    def install(cls, member) -> Optional["_Precompressed"]:
+        if not all(hasattr(member, name) for name in cls.FIELDS) or \
+                not isinstance(member._compressor, type(zlib.compressobj())):
+            return None
+        pieces = cls(member)
+        member._compressor = pieces
+        return pieces
+
+    def append(self, row: DeflatedRow) -> None:
+        member = self.member
+        member._fileobj.write(row.piece)
+        member._compress_size += len(row.piece)
+        member._file_size += row.length
+        member._crc = crc32_combine(member._crc, row.crc, row.length)
+
+    def compress(self, data: bytes) -> bytes:  # never called: rows go through append()
+        raise RuntimeError("rows of a precompressed member are appended, not written")
+
+    def flush(self) -> bytes:
+        return DEFLATE_END
+
+
+def _gf2_times(matrix: Sequence[int], vector: int) -> int:
+    total, i = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros_operator(length: int) -> Tuple[int, ...]:
+    """The GF(2) operator that advances a CRC-32 over ``length`` zero bytes (zlib's crc32_combine, as a matrix)."""
+    odd = [0xEDB88320] + [1 << (n - 1) for n in range(1, 32)]  # one zero bit
+    even = [_gf2_times(odd, odd[n]) for n in range(32)]  # two zero bits
+    odd = [_gf2_times(even, even[n]) for n in range(32)]  # four zero bits
+    operator = [1 << n for n in range(32)]  # identity
+    remaining = length
+    while remaining:
+        even = [_gf2_times(odd, odd[n]) for n in range(32)]  # the next power of two of zero bytes (8 bits, 16...)
+        if remaining & 1:
+            operator = [_gf2_times(even, operator[n]) for n in range(32)]
+        remaining >>= 1
+        if not remaining:
+            break
+        odd = [_gf2_times(even, even[n]) for n in range(32)]
+        if remaining & 1:
+            operator = [_gf2_times(odd, operator[n]) for n in range(32)]
+        remaining >>= 1
+    return tuple(operator)
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of A + B from crc32(A), crc32(B) and len(B)."""
+    if length2 <= 0:
+        return crc1
+    return _gf2_times(_zeros_operator(length2), crc1) ^ crc2
+
+
+def spooled_rows(path: Path) -> Iterator[np.ndarray]:
+    """The rows spooled by :func:`regenerate` (each a 4-byte length and a deflated piece), one by one, raw."""
+    with open(path, "rb") as f:
+        while True:
+            head = f.read(4)
+            if not head:
+                return
+            piece = f.read(int.from_bytes(head, "little"))
+            yield np.frombuffer(zlib.decompressobj(-15).decompress(piece), dtype=np.uint8)[None]

@@ -1,0 +1,1 @@
+"""Fakes in the true formats, for the tests and the benchmarks: a Hub-compatible server and raw source collections."""
