@@ -19,7 +19,7 @@ os.environ["MEDMNIST_PLUS_MEDMNIST_ROOT"] = os.path.join(_HOME, "empty-medmnist-
 # variables at import time, so its port is bound here, before they are imported; it serves only once a test asks
 # for the `hub_server` fixture (or `hub_repo_id`), and refuses connections until then. Xet is off so uploads take
 # the LFS path; the token is a dummy (the server accepts any Bearer token and never records its value).
-from .fakes.hub_server import hub_repo_id, hub_server, reserve_session_hub_server  # noqa: E402,F401
+from tests.fakes.hub_server import hub_repo_id, hub_server, reserve_session_hub_server  # noqa: E402,F401
 
 _HUB_SERVER = reserve_session_hub_server(os.path.join(_HOME, "hub"))
 os.environ["HF_ENDPOINT"] = _HUB_SERVER.endpoint
@@ -31,77 +31,23 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"  # no download-count HEAD to s3.amazonaws.com
 
 import dataclasses  # noqa: E402
+from pathlib import Path  # noqa: E402
 import http.server  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import datasets  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import medmnist_plus_common  # noqa: E402,F401  (installs the load_dataset hook)
 from medmnist_plus_common.release import download  # noqa: E402
-from medmnist_plus_common.catalog import SPLITS, load_catalog  # noqa: E402
-from medmnist_plus_common.release.reader import member_name  # noqa: E402
-from medmnist_plus_common.release.synthetic import synthetic_images, synthetic_labels  # noqa: E402
+from medmnist_plus_common.catalog import load_catalog  # noqa: E402
 
 datasets.disable_progress_bars()
 # Loading a Hub repo asks the dataset viewer at "datasets-server.<HF_ENDPOINT host>" for exported infos: a DNS
 # lookup of a name that does not exist here. Tests never need it.
 datasets.config.USE_PARQUET_EXPORT = False
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def official_arrays(facts, size, counts, seed=0):
-    """Arrays of a fake release: official member names, dtypes, shapes and label kinds."""
-    arrays = {}
-    for i, split in enumerate(SPLITS):
-        arrays[member_name(split, "images")] = synthetic_images(facts, size, counts[split], seed=seed * 10 + i)
-    for i, split in enumerate(SPLITS):
-        arrays[member_name(split, "labels")] = synthetic_labels(facts, counts[split], seed=seed * 10 + i)
-    return arrays
-
-
-def write_fake_release(folder, flag, size, counts, seed=0, arrays=None):
-    """Write ``<folder>/<official file name>`` with ``np.savez_compressed``, members in the official order."""
-    facts = load_catalog()[flag]
-    arrays = arrays if arrays is not None else official_arrays(facts, size, counts, seed)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / facts.files[size].file
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    return path, arrays
-
-
-def write_fake_releases(folder, configs, seed=0):
-    """Fake releases for ``{"<flag>-<size>": split counts}``; returns ``{config: arrays}``."""
-    arrays = {}
-    for config, counts in configs.items():
-        flag, size = config.rsplit("-", 1)
-        _, arrays[config] = write_fake_release(folder, flag, int(size), counts, seed=seed)
-    return arrays
-
-
-def assert_matches_release(dataset_dict, arrays, facts):
-    """Every row of every split equals the release arrays: index, pixels and label."""
-    column = "volume" if facts.dims == 3 else "image"
-    for split in SPLITS:
-        images = arrays[member_name(split, "images")]
-        labels = arrays[member_name(split, "labels")]
-        rows = list(dataset_dict[split])
-        assert [row["index"] for row in rows] == list(range(len(images))), split
-        for row in rows:
-            pixels = np.asarray(row[column], dtype=np.uint8) if facts.dims == 3 else np.asarray(row[column])
-            expected = images[row["index"]]
-            assert pixels.dtype == np.uint8 and pixels.shape == expected.shape, (split, row["index"])
-            assert np.array_equal(pixels, expected), (split, row["index"])
-            if facts.is_multilabel:
-                assert row["label"] == labels[row["index"]].tolist()
-            else:
-                assert row["label"] == int(labels[row["index"], 0])
 
 
 @pytest.fixture
@@ -209,3 +155,15 @@ def gz_reading(request, monkeypatch):
         monkeypatch.setattr(nifti, "UNPACK_ABOVE", 0)
         monkeypatch.setattr(nifti, "_unpacked", type(nifti._unpacked)())
     return request.param
+
+
+TIERS = ("unit", "datasets", "integration", "genuine")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test is marked with its tier, the folder it lives in: ``pytest -m unit`` runs the fast core tests,
+    ``-m genuine`` the proofs on genuine files (see README, Testing)."""
+    for item in items:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))

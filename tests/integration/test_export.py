@@ -14,7 +14,7 @@ from medmnist_plus_common import ReleaseFileError
 from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.publish.push import export
 
-from .conftest import write_fake_releases
+from tests.fakes.releases import write_fake_releases
 
 CONFIGS = {  # 2D gray, 2D RGB, multi-label, 3D; DermaMNIST for its non-commercial license
     "pneumoniamnist-28": {"train": 30, "validation": 4, "test": 5},

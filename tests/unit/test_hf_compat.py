@@ -11,7 +11,7 @@ import pytest
 from medmnist_plus_common.hf import internals as hf_compat
 from medmnist_plus_common.cli.main import main
 
-from .conftest import write_fake_release
+from tests.fakes.releases import write_fake_release
 
 PACKAGE = Path(hf_compat.__file__).parent.parent  # the whole package but hf/internals.py
 # Private pieces (and process-wide patches) that only hf_compat may touch.

@@ -20,9 +20,9 @@ from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.release.download import md5sum
 from medmnist_plus_common.publish.push import push
 
-from .conftest import official_arrays, write_fake_release
+from tests.fakes.releases import official_arrays, write_fake_release
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
 COUNTS = {  # one count per dataset (the catalog keeps split counts per dataset, not per size)
     "pathmnist": {"train": 6, "validation": 2, "test": 9},  # every one of its 9 classes in test, for AUC

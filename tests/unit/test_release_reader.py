@@ -9,7 +9,7 @@ from medmnist_plus_common.release.reader import ReleaseArchive, check_release, s
 from medmnist_plus_common.release.synthetic import read_synthetic_arrays, write_synthetic_release
 from medmnist_plus_common.release.writer import OFFICIAL_MEMBER_ORDER
 
-from .conftest import official_arrays
+from tests.fakes.releases import official_arrays
 
 
 @pytest.fixture(params=["savez_compressed", "savez"])

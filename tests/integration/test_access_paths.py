@@ -11,7 +11,7 @@ from medmnist_plus_common import RegistryIncompatibleError
 from medmnist_plus_common.hf import registry
 from medmnist_plus_common.catalog import SPLITS, load_catalog
 
-from .conftest import assert_matches_release, write_fake_release
+from tests.fakes.releases import assert_matches_release, write_fake_release
 
 # Enough rows for several 256-row shards per split, so num_proc=2 really splits the work.
 MANY = {"train": 1100, "validation": 300, "test": 520}

@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCard
 from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.publish.push import export, push
 
-from .conftest import assert_matches_release, write_fake_releases
+from tests.fakes.releases import assert_matches_release, write_fake_releases
 
 pytestmark = pytest.mark.slow  # every test here pushes to the test Hub
 

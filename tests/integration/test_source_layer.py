@@ -9,7 +9,7 @@ import pytest
 from builders import BreastMNIST, MedMNISTPlus
 from medmnist_plus_common.errors import UnknownConfigError
 
-from .conftest import write_fake_release
+from tests.fakes.releases import write_fake_release
 
 
 def test_builders_import_and_list_recipes_without_the_recipe_extras():

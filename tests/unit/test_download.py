@@ -11,7 +11,7 @@ from medmnist_plus_common.release import download
 from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.release.download import md5sum
 
-from .conftest import assert_matches_release, write_fake_release
+from tests.fakes.releases import assert_matches_release, write_fake_release
 
 COUNTS = {"train": 6, "validation": 3, "test": 3}
 

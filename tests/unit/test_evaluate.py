@@ -16,7 +16,8 @@ from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.evaluate import EvaluationError, evaluate, metrics, roc_auc
 
-from .conftest import SHARED_DATA, official_arrays, write_fake_release
+from tests.fakes.releases import official_arrays, write_fake_release
+from tests.genuine.samples import SHARED_DATA
 
 # One config per task kind; the test split is large enough to hold every class.
 TASKS = {
@@ -261,20 +262,6 @@ def test_labels_from_the_hub(releases, hub_repo_id, tmp_path):
     scores = random_scores(facts, TEST_ROWS, seed=12)
     result = evaluate("chestmnist-28", "test", scores, repo=hub_repo_id)
     assert (result.auc, result.acc) == pytest.approx(sklearn_figures("multi-label", labels, scores))
-
-
-def test_genuine_breastmnist_file(tmp_path):
-    path = SHARED_DATA / "breastmnist.npz"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (real release files live outside the repository)")
-    with np.load(path) as arrays:
-        labels = arrays["test_labels"]
-    facts = load_catalog()["breastmnist"]
-    scores = random_scores(facts, len(labels), seed=0, ties=True)
-    result = evaluate("breastmnist-28", "test", scores, data_dir=str(SHARED_DATA))
-    assert result.n == 156 == facts.split_counts["test"]
-    assert (result.auc, result.acc) == pytest.approx(sklearn_figures("binary", labels, scores), abs=1e-12)
-    assert evaluate("breastmnist-28", "test", perfect_scores(facts, labels), data_dir=str(SHARED_DATA)).auc == 1.0
 
 
 def test_metrics_function_matches_medmnist_definitions_directly():

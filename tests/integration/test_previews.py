@@ -14,7 +14,7 @@ from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.tools.montage import montage
 from medmnist_plus_common.publish.push import export, push
 
-from .conftest import write_fake_releases
+from tests.fakes.releases import write_fake_releases
 
 CONFIGS = {
     "pneumoniamnist-28": {"train": 20, "validation": 2, "test": 2},  # 2D: 16 tiles of 20 rows

@@ -18,7 +18,7 @@ from medmnist_plus_common.errors import ReleaseFileError
 from medmnist_plus_common.release.reader import ReleaseArchive, index_release, member_name
 from medmnist_plus_common.hf.sources import MIN_ROWS_PER_SHARD, OfficialSource
 
-from .conftest import assert_matches_release, write_fake_release
+from tests.fakes.releases import assert_matches_release, write_fake_release
 
 pytestmark = pytest.mark.skipif(not deflate_index.available(), reason="the system zlib cannot be loaded")
 

@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 from medmnist_plus_common.publish.push import export  # noqa: E402
 from medmnist_plus_common.training import data_loader, streaming_dataset  # noqa: E402
 
-from .conftest import write_fake_release, write_fake_releases  # noqa: E402
+from tests.fakes.releases import write_fake_release, write_fake_releases  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROWS = {"bloodmnist-28": {"train": 96, "validation": 8, "test": 8},
         "organmnist3d-28": {"train": 24, "validation": 4, "test": 4}}
 

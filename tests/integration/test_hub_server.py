@@ -44,7 +44,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .fakes.hub_server import REGEX_YAML_BLOCK, HubServer, git_blob_sha, validate_card_metadata
+from tests.fakes.hub_server import REGEX_YAML_BLOCK, HubServer, git_blob_sha, validate_card_metadata
 
 pytestmark = pytest.mark.slow  # every test here uploads to the test Hub (push_to_hub, HfApi)
 

@@ -8,7 +8,6 @@ regenerate their official rows bit for bit through the real builder.
 
 import logging
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from medmnist_plus_common.errors import RawRecordError, RawSourceError, UnknownC
 from medmnist_plus_common.hf.registry import recipe_for
 from medmnist_plus_common.recipes.base import RawRecord
 
-from .conftest import SHARED_DATA
+from tests.genuine.samples import SHARED_DATA
 from .test_raw_2d import (all_rows, assert_no_complete_cache, build_raw, check_rows, copy_collection,
                           expected_image, write_manifest)
 
@@ -394,61 +393,3 @@ KERMANY = SHARED_DATA / "raw" / "kermany"
 BUSI = SHARED_DATA / "raw" / "busi"
 needs_genuine = pytest.mark.skipif(not (KERMANY.is_dir() and BUSI.is_dir()),
                                    reason="genuine raw samples (../shared/data/raw) absent")
-
-
-@needs_genuine
-def test_genuine_kermany_sources_regenerate_their_official_pneumoniamnist_rows(tmp_path, cache_dir):
-    official = np.load(KERMANY / "pneumoniamnist_28_rows.npz")
-    manifest = write_manifest(tmp_path / "kermany.csv", [
-        (split, int(index), record, int(label[0]))
-        for split, index, record, label in zip(official["split"], official["index"], official["record"],
-                                               official["labels"])])
-    builder = build_raw("pneumoniamnist", KERMANY, cache_dir, manifest=str(manifest))  # read in place
-    rows = all_rows(builder.as_dataset())
-    assert list(rows) == ["train"] and [r["index"] for r in rows["train"]] == [32, 860]
-    for row, image, label in zip(rows["train"], official["images"], official["labels"]):
-        assert row["label"] == int(label[0])
-        assert np.array_equal(np.asarray(row["image"]), image)
-
-
-@needs_genuine
-@pytest.mark.parametrize("size", [28, 64])
-def test_genuine_busi_sources_regenerate_their_official_breastmnist_rows(size, cache_dir):
-    if size == 28:
-        release = np.load(SHARED_DATA / "breastmnist.npz")
-        member = {"train": "train", "validation": "val", "test": "test"}
-
-        def official(split, index):
-            return release[f"{member[split]}_images"][index], int(release[f"{member[split]}_labels"][index, 0])
-    else:
-        rows64 = np.load(BUSI / "breastmnist_64_rows.npz")
-        table = {(str(s), int(i)): (img, int(lab[0])) for s, i, img, lab in
-                 zip(rows64["split"], rows64["index"], rows64["images"], rows64["labels"])}
-
-        def official(split, index):
-            return table[{"validation": "val"}.get(split, split), index]
-
-    builder = build_raw("breastmnist", BUSI, cache_dir, config=str(size), manifest=str(BUSI / "breastmnist_rows.csv"))
-    rows = all_rows(builder.as_dataset())
-    assert {s: sorted(r["index"] for r in rows_) for s, rows_ in rows.items()} == {"train": [343, 436],
-                                                                                  "test": [72, 123]}
-    for split, rows_ in rows.items():
-        for row in rows_:
-            image, label = official(split, row["index"])
-            assert row["label"] == label
-            assert np.array_equal(np.asarray(row["image"]), image), (split, row["index"])
-    assert builder.provenance()["official_indices"] is True
-
-
-@needs_genuine
-def test_genuine_kermany_sources_need_no_copy_and_stay_untouched(tmp_path, cache_dir):
-    """Built from a copy in tmp_path, the result is the same as in place (and nothing is written beside them)."""
-    before = sorted(p.name for p in KERMANY.rglob("*"))
-    copy = tmp_path / "kermany"
-    shutil.copytree(KERMANY / "train", copy / "train")
-    official = np.load(KERMANY / "pneumoniamnist_28_rows.npz")
-    builder = build_raw("pneumoniamnist", copy, cache_dir)  # no manifest: both are train records
-    images = sorted(np.asarray(r["image"]).tobytes() for rows in all_rows(builder.as_dataset()).values()
-                    for r in rows)
-    assert images == sorted(image.tobytes() for image in official["images"])
-    assert sorted(p.name for p in KERMANY.rglob("*")) == before

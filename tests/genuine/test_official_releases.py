@@ -1,6 +1,8 @@
-"""The two genuine official release files in ../shared/data, built and checked pixel by pixel against numpy.
+"""The two genuine official release files (BreastMNIST-28, AdrenalMNIST3D-28): built and checked pixel by pixel
+against numpy, and through derive, evaluate, montage and verify.
 
-These files are not part of the repository; the tests skip when the folder is absent (a user's clone).
+These files are not part of the repository (see tests/genuine/samples.py for where they are looked for and how to
+fetch them); the tests skip when they are absent.
 """
 
 import shutil
@@ -13,7 +15,15 @@ from builders import AdrenalMNIST3D, BreastMNIST
 from medmnist_plus_common.catalog import SPLITS, load_catalog
 from medmnist_plus_common.release.download import md5sum
 
-from .conftest import SHARED_DATA, assert_matches_release
+from medmnist_plus_common.cli import main
+from medmnist_plus_common.evaluate import evaluate
+from medmnist_plus_common.tools.derive import DeriveError, derive
+from medmnist_plus_common.tools.montage import montage
+
+from tests.fakes.releases import assert_matches_release
+from tests.genuine.samples import FETCH_HINT, SHARED_DATA
+from tests.integration.test_montage import assert_tiles_equal_samples
+from tests.unit.test_evaluate import perfect_scores, random_scores, sklearn_figures
 
 REAL_FILES = {"breastmnist": "breastmnist.npz", "adrenalmnist3d": "adrenalmnist3d.npz"}
 
@@ -82,3 +92,50 @@ def test_official_package_folder_with_a_damaged_file_is_not_used(tmp_path, monke
                                   base_url=file_server.base_url, split="validation")
     assert [name for name, _ in file_server.requests] == ["breastmnist.npz"]  # downloaded instead
     assert np.array_equal(np.stack([np.asarray(im) for im in built["image"]]), numpy_arrays(path)["val_images"])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "adrenalmnist3d.npz").is_file(), reason=FETCH_HINT)
+def test_the_genuine_28_file_cannot_be_a_source_for_64(tmp_path):
+    # The genuine file here is size 28: the recipe makes 28 from 64, never 64 from 28.
+    with pytest.raises(DeriveError, match=r"size 64 cannot be derived from size 28"):
+        derive("adrenalmnist3d", 28, 64, SHARED_DATA, tmp_path / "out")
+
+
+def test_genuine_breastmnist_file(tmp_path):
+    path = SHARED_DATA / "breastmnist.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (real release files live outside the repository)")
+    with np.load(path) as arrays:
+        labels = arrays["test_labels"]
+    facts = load_catalog()["breastmnist"]
+    scores = random_scores(facts, len(labels), seed=0, ties=True)
+    result = evaluate("breastmnist-28", "test", scores, data_dir=str(SHARED_DATA))
+    assert result.n == 156 == facts.split_counts["test"]
+    assert (result.auc, result.acc) == pytest.approx(sklearn_figures("binary", labels, scores), abs=1e-12)
+    assert evaluate("breastmnist-28", "test", perfect_scores(facts, labels), data_dir=str(SHARED_DATA)).auc == 1.0
+
+
+@pytest.mark.parametrize("flag", ["breastmnist", "adrenalmnist3d"])
+def test_genuine_files(flag, tmp_path):
+    path = SHARED_DATA / f"{flag}.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (real release files live outside the repository)")
+    with np.load(path) as data:
+        images = data["test_images"]
+    result = montage(f"{flag}-28", "test", n=16, data_dir=str(SHARED_DATA))
+    result.save(str(tmp_path / "m.png"))
+    assert len(result.tiles) == 16
+    assert_tiles_equal_samples(tmp_path / "m.png", result, images, load_catalog()[flag], zoom=2)
+
+
+@pytest.mark.parametrize("flag", ["breastmnist", "adrenalmnist3d"])
+def test_genuine_files_pass_against_catalog_and_file(flag, tmp_path, capsys):
+    path = SHARED_DATA / f"{flag}.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (real release files live outside the repository)")
+    code = main(["verify", f"{flag}-28", "--against", str(path), "--data-dir", str(SHARED_DATA), "--cache-dir",
+                 str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    counts = load_catalog()[flag].split_counts
+    assert f"{sum(counts.values()):,} rows in 3 splits compared exactly" in out and "note:" not in out

@@ -11,7 +11,7 @@ import pytest
 
 from medmnist_plus_common.cli.main import main
 
-from .conftest import write_fake_release
+from tests.fakes.releases import write_fake_release
 
 COUNTS = {"train": 4, "validation": 2, "test": 2}
 

@@ -10,7 +10,7 @@ import pytest
 from medmnist_plus_common.cli.main import build_parser, main
 from medmnist_plus_common.catalog import load_catalog
 
-from .conftest import write_fake_release
+from tests.fakes.releases import write_fake_release
 
 
 def test_list_shows_every_config_with_counts(capsys):

@@ -13,7 +13,7 @@ from builders import MedMNISTPlus
 from medmnist_plus_common.catalog import SPLITS, load_catalog
 from medmnist_plus_common.hf.features import features_for
 
-from .conftest import assert_matches_release, write_fake_release
+from tests.fakes.releases import assert_matches_release, write_fake_release
 
 # (train, validation, test) rows of each dataset's fake release, and the size it is built at.
 FAKE_SPLITS = {

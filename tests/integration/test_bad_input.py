@@ -12,7 +12,8 @@ from builders import MedMNISTPlus
 from medmnist_plus_common import ChecksumError, ReleaseFileError, UnknownConfigError
 from medmnist_plus_common.catalog import load_catalog
 
-from .conftest import SHARED_DATA, official_arrays, write_fake_release
+from tests.fakes.releases import official_arrays, write_fake_release
+from tests.genuine.samples import SHARED_DATA
 
 COUNTS = {"train": 5, "validation": 2, "test": 3}
 

@@ -17,7 +17,7 @@ from medmnist_plus_common.tools.align import align
 from medmnist_plus_common.tools.calibrate import calibrate
 from medmnist_plus_common.tools.regenerate import regenerate
 
-from .conftest import SHARED_DATA
+from tests.genuine.samples import SHARED_DATA
 
 CLASSES = {"malignant": 0, "benign": 1, "normal": 1}
 
@@ -238,40 +238,6 @@ def test_unknown_sizes_are_refused(tmp_path):
 
 
 needs_shared = pytest.mark.skipif(not (SHARED_DATA / "raw").is_dir(), reason="../shared/data/raw is absent")
-
-
-@needs_shared
-def test_genuine_busi_images_align_to_their_official_rows(tmp_path):
-    raw = SHARED_DATA / "raw" / "busi"
-    report = align("breastmnist", raw, SHARED_DATA / "breastmnist.npz", out=tmp_path / "m.csv")
-    assert report.count("exact") == 4 and not report.unmatched
-    with open(raw / "breastmnist_rows.csv", newline="") as f:
-        expected = sorted((r["split"], int(r["index"]), r["record"], r["label"]) for r in csv.DictReader(f))
-    assert _read_manifest(tmp_path / "m.csv") == expected
-
-
-@needs_shared
-def test_genuine_kermany_images_align_among_other_rows(tmp_path):
-    """The two genuine X-rays are found in a test release that places their official rows among other rows."""
-    raw = SHARED_DATA / "raw" / "kermany"
-    with np.load(raw / "pneumoniamnist_28_rows.npz") as rows:
-        genuine = {str(r): (str(s), int(i), img, lab) for r, s, i, img, lab in
-                   zip(rows["record"], rows["split"], rows["index"], rows["images"], rows["labels"])}
-    rng = np.random.default_rng(0)
-    train = rng.integers(0, 256, (900, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 2, (900, 1), dtype=np.uint8)
-    for split, index, image, label in genuine.values():
-        assert split == "train"
-        train[index], labels[index] = image, label
-    release = tmp_path / "pneumoniamnist.npz"
-    np.savez_compressed(release, train_images=train, train_labels=labels,
-                        val_images=np.zeros((0, 28, 28), np.uint8), val_labels=np.zeros((0, 1), np.uint8),
-                        test_images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
-                        test_labels=np.zeros((5, 1), np.uint8))
-    report = align("pneumoniamnist", raw, release, out=tmp_path / "m.csv")
-    assert report.count("exact") == 2 and not report.unmatched
-    assert _read_manifest(tmp_path / "m.csv") == sorted(
-        ("train", genuine[r][1], r, str(int(genuine[r][3][0]))) for r in genuine)
 
 
 def test_a_manifest_naming_a_file_the_recipe_leaves_out_is_refused(tmp_path):

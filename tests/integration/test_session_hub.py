@@ -8,8 +8,8 @@ import urllib.request
 import huggingface_hub.constants
 import pytest
 
-from . import conftest
-from .fakes.hub_server import HubServer
+from tests import conftest
+from tests.fakes.hub_server import HubServer
 
 
 def test_the_endpoint_is_coherent_everywhere():
