@@ -11,6 +11,8 @@ import tempfile
 import traceback
 from typing import List, Optional
 
+PACKAGE = "medmnist_plus_common"  # the logger every module's logger descends from
+
 from .. import __version__
 from ..catalog import ANY_SIZE_RANGE, SPLITS, load_catalog
 from ..errors import MedMNISTPlusError
@@ -133,7 +135,7 @@ def cmd_demo(args) -> int:
     """Build and load back a small synthetic release of two configs, fully offline (a temp folder, then removed)."""
     # The sample is not the official file, so it is built with verification_mode="no_checks"; the MD5 and
     # row-count warnings that mode prints are expected here and silenced (for the demo only).
-    quiet = [logging.getLogger(f"{__package__}.{name}") for name in ("download", "release")]
+    quiet = [logging.getLogger(f"{PACKAGE}.release")]  # the reader's and the download's loggers
     levels = [logger.level for logger in quiet]
     workdir = args.workdir or tempfile.mkdtemp(prefix="medmnist-plus-demo-")
     try:
@@ -280,7 +282,7 @@ class _StderrHandler(logging.StreamHandler):
 def _configure_logging(verbose: bool) -> None:
     """Our loggers print ``LEVEL message`` to stderr. Only ours: datasets and huggingface_hub print their own
     messages through their own handlers, so a root handler (logging.basicConfig) would print each of those twice."""
-    logger = logging.getLogger(__package__)
+    logger = logging.getLogger(PACKAGE)
     if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))

@@ -61,11 +61,22 @@ def test_demo_runs_offline_says_it_is_synthetic_and_cleans_up(tmp_path):
     assert result.stdout.count("every pixel equals the release arrays: True") == 2
     assert "[SYNTHETIC] bloodmnist-64" in result.stdout and "[SYNTHETIC] organmnist3d-28" in result.stdout
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+    assert "WARNING" not in result.stderr  # the sample's expected MD5/row-count warnings are silenced
     # progress bars end at the sample's own row counts (24 / 8 / 8), not at 0-2 % of the official totals
     bars = re.findall(r"Generating (\w+) split: +(\d+)%\|[^|]*\| (\d+)/(\d+)", result.stderr)
     finals = {(split, done, total) for split, percent, done, total in bars if done == total}
     assert finals == {("train", "24", "24"), ("validation", "8", "8"), ("test", "8", "8")}, result.stderr
     assert not [bar for bar in bars if bar[3] not in ("24", "8")], result.stderr
+
+
+def test_our_warnings_reach_stderr_with_their_level_from_every_sub_package(tmp_path, capsys):
+    """The CLI's handler sits on the package's logger, so a warning of any module below it is printed once."""
+    write_fake_release(tmp_path / "release", "breastmnist", 28, {"train": 3, "validation": 2, "test": 2})
+    assert main(["build", "breastmnist-28", "--data-dir", str(tmp_path / "release"), "--cache-dir",
+                 str(tmp_path / "cache"), "--no-checks"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING ")]
+    assert warnings and any("breastmnist.npz" in line for line in warnings), err  # release/ and hf/ loggers
 
 
 def test_demo_with_a_workdir_keeps_it(tmp_path, capsys):

@@ -14,7 +14,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-import torch
 
 from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.release.download import md5sum
@@ -34,6 +33,12 @@ ON_THE_HUB = ["pathmnist-224", "organmnist3d-64"]
 # Blocks that read the raw source collections (folders a user downloads and unpacks by hand) cannot run on fake
 # release files; the raw builders have their own tests on genuine originals.
 NEEDS_RAW_COLLECTIONS = 'source="raw"'
+# Blocks that train with PyTorch (an optional extra): run by their own test, skipped where torch is not installed.
+TORCH_WORDS = ("torch", "stream_loader", "batch_loader")
+
+
+def needs_torch(block: str) -> bool:
+    return any(word in block for word in TORCH_WORDS)
 
 
 def _publish_as_official(monkeypatch, path, flag, size):
@@ -86,13 +91,12 @@ def test_the_readme_has_python_blocks():
     assert len(BLOCKS) >= 6  # the scan below would pass vacuously otherwise
 
 
-@pytest.mark.slow
-def test_every_readme_python_block_runs_as_written(readme_env):
-    """One test, the blocks in README order (one Hub publication for all of them)."""
+def run_blocks(with_torch: bool):
+    """Run the README's blocks in order, those that need torch or those that do not; what each binds is checked."""
     sizes = {n for counts in COUNTS.values() for n in counts.values()}
     ran, volumes_seen = 0, False
     for number, block in enumerate(BLOCKS, start=1):
-        if NEEDS_RAW_COLLECTIONS in block:
+        if NEEDS_RAW_COLLECTIONS in block or needs_torch(block) != with_torch:
             continue
         ran += 1
         scope = {"__name__": f"readme_block_{number}"}
@@ -108,6 +112,23 @@ def test_every_readme_python_block_runs_as_written(readme_env):
             elif isinstance(value, datasets.Dataset):
                 assert value.num_rows in sizes, (number, name)
             elif name == "volumes":  # the stream_loader block's last batch
+                import torch
+
                 assert value.dtype == torch.uint8 and tuple(value.shape[1:]) == (1, 64, 64, 64), (number, value.shape)
                 volumes_seen = True
-    assert ran >= 6 and volumes_seen
+    return ran, volumes_seen
+
+
+@pytest.mark.slow
+def test_every_readme_python_block_without_torch_runs_as_written(readme_env):
+    """The blocks in README order (one Hub publication for all of them); PyTorch is not needed for these."""
+    ran, _ = run_blocks(with_torch=False)
+    assert ran >= 5
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_every_readme_training_block_runs_as_written(readme_env):
+    pytest.importorskip("torch")
+    ran, volumes_seen = run_blocks(with_torch=True)
+    assert ran >= 2 and volumes_seen

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch  # the CI stage with PyTorch installed runs these with -m torch
 
 from medmnist_plus_common.publish.push import export  # noqa: E402
 from medmnist_plus_common.training import data_loader, streaming_dataset  # noqa: E402
