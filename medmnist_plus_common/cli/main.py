@@ -295,6 +295,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     _configure_logging(args.verbose)
     try:
         return args.run(args)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a connection that broke (the Hub's, a download's): explained like other failures, below
+        # `medmnist-plus list | head -1`: the reader has what it wanted; end quietly, as other Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except Exception as err:  # known errors: one paragraph (the traceback only with --verbose); bugs: the traceback
         if isinstance(err, MedMNISTPlusError):
             message = str(err)
@@ -309,3 +315,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
 
+
+def _stdout_closed() -> bool:
+    """Whether the reading end of our standard output is gone (a pipe whose reader exited)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a real file
+        return False

@@ -168,3 +168,16 @@ def test_publishing_nothing_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "error: Name the configs to publish" in err and "--all" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["list"], ["info", "dermamnist"]])
+def test_a_closed_pipe_ends_quietly(command):
+    """`medmnist-plus list | head -1`: the reader is gone before we write (the race made deterministic)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "medmnist_plus_common.cli", *command], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and result.stderr == "", (result.returncode, result.stderr)
