@@ -143,7 +143,34 @@ class Catalog:
         if facts is not None and size.isdigit() and (
                 int(size) in facts.files or (any_size and ANY_SIZE_RANGE[0] <= int(size) <= ANY_SIZE_RANGE[1])):
             return ConfigRef(facts, int(size))
-        raise UnknownConfigError(_unknown_message("config", name, self.config_names()))
+        raise UnknownConfigError(self.unknown_config_message(name, any_size))
+
+    def unknown_config_message(self, name: str, any_size: bool = False, owner: str = "MedMNIST+",
+                               flag: Optional[str] = None) -> str:
+        """Why ``name`` is not a config, the one rule everywhere: a known dataset's own sizes first (the closest
+        first), then what raw sources can do; an unknown dataset gets the closest names.
+
+        ``any_size``: raw sizes were allowed (the size is outside 8-1024 or not a number); ``flag``: a dataset's
+        own builder, whose configs are named by the size alone.
+        """
+        full = f"{flag}-{name}" if flag else str(name)
+        dataset_flag, _, size = full.rpartition("-")
+        facts = self.datasets.get(dataset_flag.lower())
+        if facts is None:
+            return _unknown_message("config", name, self.config_names(), owner)
+        label = str if flag else facts.config_name
+        by_closeness = sorted(facts.sizes, key=lambda s: (abs(s - int(size)), s)) if size.isdigit() else facts.sizes
+        text = (f"Unknown {owner} config {name!r}. Did you mean {', '.join(repr(label(s)) for s in by_closeness)} "
+                f"({facts.title}'s official sizes, the closest first)?")
+        low, high = ANY_SIZE_RANGE
+        if not (size.isdigit() and low <= int(size) <= high):
+            return text + (f" With source='raw', any size from {low} to {high} can be regenerated"
+                           + (f" ({int(size)} is outside that range)." if size.isdigit() else "."))
+        if not any_size:
+            text += (f" {facts.title} has no official release at size {int(size)} (other sizes, {low} to {high}, are "
+                     "regenerated from the raw source collection: pass source='raw' and data_dir=<its folder>; "
+                     "CLI: --source raw).")
+        return text
 
 
 def _unknown_message(kind: str, name: str, known: List[str], owner: str = "MedMNIST+") -> str:

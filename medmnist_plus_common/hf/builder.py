@@ -17,11 +17,11 @@ from datasets.exceptions import DatasetGenerationError
 from datasets.utils.info_utils import VerificationMode
 
 from . import internals
-from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, _unknown_message, load_catalog
+from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, load_catalog
 from ..release.download import file_identity, index_dir, locate_release
 from ..errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
-from ..recipes.base import MAX_SIZE, MIN_SIZE, RawRecipe
+from ..recipes.base import RawRecipe
 from ..release.reader import index_release
 from .registry import all_recipes
 from .sources import REGENERATED_PROVENANCE, OfficialSource, RawSource, official_provenance, regenerated_provenance
@@ -166,21 +166,17 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         if config_name in known:
             config = next(c for c in self.BUILDER_CONFIGS if c.name == config_name)
             return config.facts, config.size
-        flag = self.DATASET_NAME
-        full_name = config_name if flag == UMBRELLA_NAME else f"{flag}-{config_name}"
+        catalog, flag = load_catalog(), self.DATASET_NAME
+        own = None if flag == UMBRELLA_NAME else flag  # a dataset's own builder names its configs by size
+        full_name = config_name if own is None else f"{flag}-{config_name}"
         try:
-            facts, size = load_catalog().parse_config_name(str(full_name), any_size=True)
+            facts, size = catalog.parse_config_name(str(full_name), any_size=True)
         except UnknownConfigError:
-            message = _unknown_message("config", config_name, known, owner=type(self).__name__)
-            if source == "raw":
-                message += f" With source='raw', any size from {MIN_SIZE} to {MAX_SIZE} can be regenerated."
-            raise UnknownConfigError(message) from None
+            raise UnknownConfigError(catalog.unknown_config_message(
+                config_name, any_size=source == "raw", owner=type(self).__name__, flag=own)) from None
         if source != "raw":
-            raise UnknownConfigError(
-                _unknown_message("config", config_name, known, owner=type(self).__name__) + " "
-                f"{facts.title} has no official release at size {size} (official sizes: "
-                f"{', '.join(map(str, facts.sizes))}). Other sizes ({MIN_SIZE} to {MAX_SIZE}) are regenerated from "
-                "the raw source collection: pass source='raw' and data_dir=<its folder> (CLI: --source raw).")
+            raise UnknownConfigError(catalog.unknown_config_message(config_name, owner=type(self).__name__,
+                                                                    flag=own))
         return facts, size
 
     @property

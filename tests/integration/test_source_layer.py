@@ -66,7 +66,8 @@ def test_a_built_config_is_reused_by_export(tmp_path):
 def test_non_official_sizes_need_a_raw_source(tmp_path):
     with pytest.raises(UnknownConfigError, match="no official release at size 96.*source='raw'"):
         BreastMNIST(config_name="96", cache_dir=str(tmp_path))
-    with pytest.raises(UnknownConfigError, match="Did you mean 'breastmnist-28'"):
+    with pytest.raises(UnknownConfigError, match=r"Did you mean 'breastmnist-224', 'breastmnist-128'.* any size from "
+                                                 r"8 to 1024 can be regenerated \(2000 is outside that range\)"):
         MedMNISTPlus(config_name="breastmnist-2000", source="raw", data_dir=str(tmp_path), cache_dir=str(tmp_path))
     with pytest.raises(Exception, match="needs data_dir"):
         MedMNISTPlus(config_name="breastmnist-96", source="raw", cache_dir=str(tmp_path))

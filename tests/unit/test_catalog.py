@@ -63,3 +63,19 @@ def test_unknown_names_suggest_the_closest():
     assert ref.release.file == "adrenalmnist3d_64.npz"  # an official size: it has a release file
     facts, size = catalog.parse_config_name("bloodmnist-96", any_size=True)  # unpacks; a raw-only size
     assert (facts.flag, size, catalog.parse_config_name("bloodmnist-96", any_size=True).release) == ("bloodmnist", 96, None)
+
+
+@pytest.mark.parametrize("name, any_size, first, says", [
+    ("pneumoniamnist-7", False, "pneumoniamnist-28", "any size from 8 to 1024 can be regenerated (7 is outside"),
+    ("pneumoniamnist-7", True, "pneumoniamnist-28", "any size from 8 to 1024 can be regenerated (7 is outside"),
+    ("organmnist3d-128", False, "organmnist3d-64", "has no official release at size 128 (other sizes, 8 to 1024, are regenerated"),
+    ("pathmnist-abc", True, "pathmnist-28", "With source='raw', any size from 8 to 1024 can be regenerated."),
+])
+def test_one_rule_for_unknown_sizes_own_sizes_first_then_the_raw_range(name, any_size, first, says):
+    with pytest.raises(UnknownConfigError) as error:
+        load_catalog().parse_config_name(name, any_size=any_size)
+    message = str(error.value)
+    suggested = re.findall(r"'([a-z0-9]+-\d+)'", message.split("Did you mean")[1])
+    flag = name.rsplit("-", 1)[0]
+    assert suggested[0] == first and all(s.startswith(flag + "-") for s in suggested), message  # its own sizes
+    assert says in message, message
