@@ -35,17 +35,16 @@ What differs:
 - Extra keyword-only arguments go to the build: ``cache_dir``, ``verification_mode``, ``image_storage``
   (``"raw"`` reads 2D pixels without PNG decoding), ``num_proc``, and ``base_url`` (a mirror for ``download``).
 
-``Evaluator(flag, split, size=None, root=...)`` reads the labels of the file of that size in ``root`` and
+``Evaluator(flag, split, size=None, root=...)`` reads the labels of the file of that size in ``root`` (as
+``medmnist`` 3.0.2 does; 2.x, before the larger sizes existed, always read ``<flag>.npz``) and
 ``evaluate(y_score)`` returns ``Metrics(AUC, ACC)`` (a namedtuple, unpacks as ``auc, acc``) computed by
 :func:`medmnist_plus_common.evaluate.metrics`: the same definitions as ``medmnist``'s ``getAUC``/``getACC``
 (scikit-learn is not used; AUC from ranks, equal to scikit-learn's up to float rounding). Where ``medmnist``'s
-``Evaluator`` differs: it checks nothing but the row count (an ``assert``), so scores of the wrong width give
-a number or an IndexError, where ours name the width needed; its ``size`` must be an int or None (a string such as
-``"28"``, which its own ``parse_and_evaluate`` passes, opens ``<flag>_28.npz``, which does not exist); a class
-absent from the split is a scikit-learn ValueError there, an error naming the class here; its
-``get_dummy_prediction`` is one class short. (``medmnist`` 2.x read the 28 px file whatever the size; 3.0.2 reads
-the file of the size given, as this one does.) ``parse_and_evaluate`` is not provided: ``medmnist-plus evaluate``
-scores the CSV files it reads.
+``Evaluator`` differs: it checks nothing but the row count (an ``assert``), so scores of the wrong width give a
+number or an IndexError, where ours name the width needed; a class absent from the split is a scikit-learn
+ValueError there, an error naming the class here; ``size="28"`` (a string) makes it look for ``<flag>_28.npz``,
+which does not exist; its ``get_dummy_prediction`` is one class short. ``parse_and_evaluate`` is not provided:
+``medmnist-plus evaluate`` scores the CSV files that ``evaluate(y_score, save_folder)`` writes.
 """
 
 from __future__ import annotations
@@ -342,5 +341,5 @@ class Evaluator:
 
 
 __all__ = ["INFO", "HOMEPAGE", "DEFAULT_ROOT", "Evaluator", "Metrics", "MedMNIST", "MedMNIST2D", "MedMNIST3D",
-           "DatasetNotFoundError", "OrganMNISTAxial", "OrganMNISTCoronal", "OrganMNISTSagittal",
-           *(facts.title for facts in load_catalog())]
+           "DatasetNotFoundError", "OrganMNISTAxial", "OrganMNISTCoronal", "OrganMNISTSagittal"]
+__all__ += [facts.title for facts in load_catalog()]
