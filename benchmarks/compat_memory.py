@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.synthetic import write_synthetic_release
+from medmnist_plus_common.release.synthetic import write_synthetic_release
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

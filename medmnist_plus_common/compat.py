@@ -59,9 +59,10 @@ from typing import Optional
 import numpy as np
 
 from . import load, load_catalog
-from .download import download as _fetch
-from .download import medmnist_root, release_url
-from .errors import MedMNISTPlusError
+from .errors import DownloadError, MedMNISTPlusError
+from .hf import internals
+from .release.download import download as _fetch
+from .release.download import medmnist_root, release_url
 
 DEFAULT_ROOT = os.path.join("~", ".medmnist")  # the default root (expanded; $MEDMNIST_PLUS_MEDMNIST_ROOT wins)
 HOMEPAGE = "https://github.com/MedMNIST/MedMNIST/"
@@ -167,7 +168,7 @@ class MedMNIST(_Base):
         """The Arrow table of the split (memory-mapped) and the row of each release index."""
         import datasets
 
-        self._table = self._dataset.data.table
+        self._table = internals.arrow_table(self._dataset)
         self._column = "volume" if "volume" in self._dataset.features else "image"
         feature = self._dataset.features[self._column]
         self._png = isinstance(feature, datasets.Image)
@@ -191,8 +192,13 @@ class MedMNIST(_Base):
         release = load_catalog()[self.flag].files[self.size]
         path = os.path.join(self.root, release.file)
         if not os.path.isfile(path):
+            url = release_url(release, self._base_url)
+            if internals.offline():
+                raise DownloadError(f"{path}: not found, and offline mode is on (HF_HUB_OFFLINE or "
+                                    f"HF_DATASETS_OFFLINE), so it cannot be downloaded from {url}. Unset it, or put "
+                                    "the file there.")
             os.makedirs(self.root, exist_ok=True)
-            _fetch(release_url(release, self._base_url), path, md5=release.md5)
+            _fetch(url, path, md5=release.md5)
 
     def __len__(self) -> int:
         return self._table.num_rows

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medmnist_plus_common import ChecksumError, compat, load_catalog
-from medmnist_plus_common.download import md5sum
+from medmnist_plus_common import ChecksumError, DownloadError, compat, load_catalog
+from medmnist_plus_common.release.download import md5sum
 from medmnist_plus_common.evaluate import EvaluationError, read_predictions
 
 from .conftest import SHARED_DATA, official_arrays, write_fake_release
@@ -365,3 +365,13 @@ def test_plain_dataloader_with_two_workers(synthetic_root, shared_cache, flag):
     assert images.shape == ((len(ds), 1, 28, 28, 28) if facts.dims == 3 else (len(ds), 28, 28, 3))
     assert np.array_equal(images.reshape(expected.shape), expected)
     assert targets.dtype == np.int64 and np.array_equal(targets, arrays["train_labels"].astype(int))
+
+
+def test_offline_mode_fails_at_once(served, file_server, tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError, match=r"pneumoniamnist_64\.npz: not found, and offline mode is on"):
+        compat.PneumoniaMNIST(split="train", size=64, root=str(tmp_path / "root"), download=True,
+                              base_url=file_server.base_url)
+    assert file_server.requests == [] and not (tmp_path / "root").exists()
