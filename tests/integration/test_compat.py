@@ -1,10 +1,9 @@
-"""The ``medmnist`` drop-in (``from medmnist_plus_common import compat as medmnist``).
-
-Item-by-item equality with ``medmnist`` 3.0.2 on the genuine BreastMNIST and AdrenalMNIST3D files in
-``../shared/data`` (every split, with and without ``as_rgb`` and transforms), ``INFO`` and ``Evaluator`` equality;
-then, without ``medmnist``: release files in the official format in a temporary root, ``download=True`` against a
-server on 127.0.0.1, a missing file, a plain ``DataLoader`` with two workers. Tests that need ``medmnist`` (install
-it with ``pip install --no-deps medmnist==3.0.2``), torch or the genuine files skip without them.
+"""The ``medmnist`` drop-in (``from medmnist_plus_common import compat as medmnist``) on fake releases in the
+official format: ``INFO`` and ``Evaluator`` equal to ``medmnist`` 3.0.2's for every task kind; then, without
+``medmnist``: every item of 2D gray, RGB, multi-label and 3D files (PNG and raw storage), ``download=True`` against
+a server on 127.0.0.1, a missing file, offline mode, a plain ``DataLoader`` with two workers. Item-by-item equality
+with ``medmnist`` on the genuine files is in tests/genuine/test_compat_medmnist.py. Tests that need ``medmnist``
+(``pip install --no-deps medmnist==3.0.2``) or torch skip without them.
 """
 
 import importlib
@@ -20,10 +19,8 @@ from medmnist_plus_common import ChecksumError, DownloadError, compat, load_cata
 from medmnist_plus_common.release.download import md5sum
 from medmnist_plus_common.evaluate import EvaluationError, read_predictions
 
-from .conftest import SHARED_DATA, official_arrays, write_fake_release
+from tests.fakes.releases import official_arrays, write_fake_release
 
-GENUINE = {"BreastMNIST": "breastmnist.npz", "AdrenalMNIST3D": "adrenalmnist3d.npz"}
-SPLIT_MEMBER = {"train": "train", "val": "val", "test": "test"}
 COUNTS = {"train": 7, "validation": 3, "test": 4}
 
 
@@ -42,43 +39,35 @@ def to_tensor(image):
     return torch.from_numpy(np.array(image))
 
 
-def _import_medmnist():
-    """medmnist, imported with HOME in a temporary folder (its import creates ~/.medmnist); None without it."""
+def official_package(classes: bool = False):
+    """medmnist 3.0.2, imported with HOME in a temporary folder (its import creates ~/.medmnist); the test skips
+    without it, or, with ``classes``, without its dataset classes (they need torch)."""
     if importlib.util.find_spec("medmnist") is None:
-        return None
+        pytest.skip("medmnist is not installed (pip install --no-deps medmnist==3.0.2)")
+    if classes:
+        pytest.importorskip("torch")
     home = os.environ.get("HOME")
     os.environ["HOME"] = tempfile.mkdtemp(prefix="medmnist-home-")
     try:
-        return importlib.import_module("medmnist")
+        module = importlib.import_module("medmnist")
     finally:
         if home is None:
             os.environ.pop("HOME")
         else:
             os.environ["HOME"] = home
-
-
-@pytest.fixture(scope="module")
-def medmnist():
-    module = _import_medmnist()
-    if module is None:
-        pytest.skip("medmnist is not installed (pip install --no-deps medmnist==3.0.2)")
+    if classes and not hasattr(module, "BreastMNIST"):
+        pytest.skip("medmnist's dataset classes did not import (they need torch, PIL and numpy)")
     return module
 
 
 @pytest.fixture(scope="module")
-def medmnist_datasets(medmnist):
-    pytest.importorskip("torch")
-    if not hasattr(medmnist, "BreastMNIST"):
-        pytest.skip("medmnist's dataset classes did not import (they need torch, PIL and numpy)")
-    return medmnist
+def medmnist():
+    return official_package()
 
 
 @pytest.fixture(scope="module")
-def genuine_root():
-    missing = [name for name in GENUINE.values() if not (SHARED_DATA / name).is_file()]
-    if missing:
-        pytest.skip(f"genuine release files not found in {SHARED_DATA}: {missing}")
-    return str(SHARED_DATA)
+def medmnist_datasets():
+    return official_package(classes=True)
 
 
 @pytest.fixture(scope="module")
@@ -98,36 +87,7 @@ def assert_same_item(official, ours):
     assert our_target.shape == target.shape and np.array_equal(our_target, target)
 
 
-# ------------------------------------------------------------------------- equality with medmnist 3.0.2
-
-
-@pytest.mark.parametrize("transforms", [False, True], ids=["plain", "transforms"])
-@pytest.mark.parametrize("as_rgb", [False, True], ids=["gray", "as_rgb"])
-@pytest.mark.parametrize("split", ["train", "val", "test"])
-@pytest.mark.parametrize("name", sorted(GENUINE))
-def test_items_equal_medmnist_on_genuine_files(medmnist_datasets, genuine_root, shared_cache, name, split, as_rgb,
-                                               transforms):
-    options = dict(split=split, root=genuine_root, as_rgb=as_rgb)
-    if transforms:
-        options.update(transform=scale, target_transform=shift)
-    official = getattr(medmnist_datasets, name)(**options)
-    ours = getattr(compat, name)(**options, cache_dir=shared_cache)
-    assert len(ours) == len(official) == official.info["n_samples"][split]
-    assert repr(ours) == repr(official)
-    assert (ours.flag, ours.size, ours.size_flag, ours.split, ours.info) == (
-        official.flag, official.size, official.size_flag, official.split, official.info)
-    assert np.array_equal(ours.labels, official.labels) and ours.labels.dtype == official.labels.dtype
-    for i in range(len(official)):
-        assert_same_item(official[i], ours[i])
-    assert_same_item(official[-1], ours[-1])
-    if not transforms:
-        image, target = ours[0]
-        if name.endswith("3D"):
-            assert image.dtype == np.float64 and image.shape == ((3 if as_rgb else 1), 28, 28, 28)
-            assert 0.0 <= image.min() and image.max() <= 1.0
-        else:
-            assert isinstance(image, Image.Image) and image.mode == ("RGB" if as_rgb else "L")
-        assert target.shape == (1,) and target.dtype == np.int64
+# ------------------------------------------------------------------------------- equality with medmnist 3.0.2
 
 
 def test_info_equals_medmnist_info(medmnist):
@@ -136,21 +96,6 @@ def test_info_equals_medmnist_info(medmnist):
         assert list(compat.INFO[flag]) == list(info), flag  # the same keys, in the same order
         assert compat.INFO[flag] == info, flag
         assert getattr(compat, info["python_class"]).flag == flag
-
-
-@pytest.mark.parametrize("name", sorted(GENUINE))
-@pytest.mark.parametrize("split", ["train", "val", "test"])
-def test_evaluator_equals_medmnist_on_genuine_files(medmnist_datasets, genuine_root, name, split):
-    flag = GENUINE[name][:-len(".npz")]
-    official = medmnist_datasets.Evaluator(flag, split, root=genuine_root)
-    ours = compat.Evaluator(flag, split, root=genuine_root)
-    assert np.array_equal(ours.labels, official.labels)
-    rng = np.random.default_rng(len(split))
-    scores = rng.random((len(official.labels), 2))
-    for y_score in (scores / scores.sum(1, keepdims=True), scores[:, 1]):  # N x 2, and the positive class alone
-        expected, result = official.evaluate(y_score), ours.evaluate(y_score)
-        assert result._fields == expected._fields == ("AUC", "ACC")
-        assert result.AUC == pytest.approx(expected.AUC, rel=1e-12) and result.ACC == expected.ACC
 
 
 def evaluation_release(root, flag, seed):
