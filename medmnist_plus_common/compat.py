@@ -64,7 +64,8 @@ from .hf import internals
 from .release.download import download as _fetch
 from .release.download import medmnist_root, release_url
 
-DEFAULT_ROOT = os.path.join("~", ".medmnist")  # the default root (expanded; $MEDMNIST_PLUS_MEDMNIST_ROOT wins)
+# As medmnist's: ~/.medmnist, expanded ($MEDMNIST_PLUS_MEDMNIST_ROOT if set); root=None reads it at each call.
+DEFAULT_ROOT = medmnist_root()
 HOMEPAGE = "https://github.com/MedMNIST/MedMNIST/"
 # medmnist's names for the catalog's task kinds, and for its splits (the only naming differences).
 TASK_NAMES = {"multi-class": "multi-class", "binary": "binary-class", "ordinal": "ordinal-regression",

@@ -320,3 +320,13 @@ def test_offline_mode_fails_at_once(served, file_server, tmp_path, monkeypatch):
         compat.PneumoniaMNIST(split="train", size=64, root=str(tmp_path / "root"), download=True,
                               base_url=file_server.base_url)
     assert file_server.requests == [] and not (tmp_path / "root").exists()
+
+
+def test_the_default_root_is_the_home_medmnist_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDMNIST_PLUS_MEDMNIST_ROOT")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(compat.DatasetNotFoundError, match=r"^" + str(tmp_path / ".medmnist" / "octmnist.npz")):
+        compat.OCTMNIST(split="test")
+    monkeypatch.setenv("MEDMNIST_PLUS_MEDMNIST_ROOT", str(tmp_path / "elsewhere"))  # as the rest of the package
+    with pytest.raises(compat.DatasetNotFoundError, match=r"^" + str(tmp_path / "elsewhere" / "octmnist.npz")):
+        compat.OCTMNIST(split="test")
