@@ -343,7 +343,7 @@ class Evaluator:
         return result
 
     def get_standard_evaluation_filename(self, metrics: Metrics, run=None) -> str:
-        text = "_".join(f"[{k}]{v:.3f}" for k, v in zip(metrics._fields, metrics))
+        text = "_".join(f"[{k}]{v:.3f}" for k, v in zip(metrics._fields, metrics, strict=True))
         return f"{self.flag}{self.size_flag}_{self.split}_{text}@{time.time() if run is None else run}.csv"
 
 
