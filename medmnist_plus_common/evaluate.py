@@ -12,9 +12,9 @@ The figures are those of ``medmnist/evaluator.py`` (``getAUC`` / ``getACC``):
 AUC is computed here with numpy (Mann-Whitney U from average ranks, so tied scores count one half), so
 scikit-learn is not needed at run time; the tests check every figure against scikit-learn.
 
-Unlike the official ``Evaluator``, the ground truth is read from the release file of the config's own size (the
-official one opens ``<flag>.npz``, the 28 px file, whatever the size), and predictions are matched to examples
-by their ``index``, never by row order: a missing, duplicated or unknown index, or scores of the wrong width,
+The ground truth is read from the release file of the config's own size (as the official ``Evaluator`` of
+``medmnist`` 3.0.2 does). Unlike the official one, predictions are matched to examples by their ``index``, never
+by row order: a missing, duplicated or unknown index, or scores of the wrong width,
 is an error naming what to fix.
 """
 

@@ -74,6 +74,7 @@ def readme_env(readme_world, file_server, hub_server, monkeypatch, tmp_path):
             file_server.files[path.name] = path.read_bytes()
     monkeypatch.setenv("MEDMNIST_PLUS_BASE_URL", file_server.base_url)
     monkeypatch.setenv("HOME", str(root / "home"))
+    monkeypatch.delenv("MEDMNIST_PLUS_MEDMNIST_ROOT")  # ~/.medmnist is the temporary home's (compat downloads there)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")
     monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "datasets-cache" / "downloads")
     push("tester/medmnist_plus", ON_THE_HUB, data_dir=str(root / "mirror"), cache_dir=str(tmp_path / "push-cache"))
