@@ -13,6 +13,8 @@ from medmnist_plus_common import compat
 from tests.genuine.samples import FETCH_HINT, SHARED_DATA
 from tests.integration.test_compat import assert_same_item, official_package, scale, shift
 
+pytestmark = pytest.mark.torch  # compared with medmnist 3.0.2 (and torch) in the CI stage that installs them
+
 GENUINE = {"BreastMNIST": "breastmnist.npz", "AdrenalMNIST3D": "adrenalmnist3d.npz"}
 
 

@@ -21,6 +21,8 @@ from medmnist_plus_common.evaluate import EvaluationError, read_predictions
 
 from tests.fakes.releases import official_arrays, write_fake_release
 
+pytestmark = pytest.mark.torch  # compared with medmnist 3.0.2 (and torch) in the CI stage that installs them
+
 COUNTS = {"train": 7, "validation": 3, "test": 4}
 
 
