@@ -7,6 +7,7 @@ the MD5 is deleted, never used, and the error says what to do.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -156,11 +157,22 @@ def remembered_md5(path: str, memo_dir: str) -> str:
 
 def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool, memo_dir: str) -> str:
     path = os.path.join(data_dir, release.file)
-    if not os.path.isfile(path):
-        present = sorted(f for f in os.listdir(data_dir) if f.endswith(".npz")) if os.path.isdir(data_dir) else None
-        where = f"it has {present}" if present is not None else "that folder does not exist"
+    if os.path.isfile(data_dir):
+        named = (" It is that very file: pass the folder holding it"
+                 if os.path.basename(data_dir) == release.file else f" data_dir names the folder that holds {release.file}")
         raise ReleaseFileError(
-            f"{path}: not found ({where}). Put the official file {release.file} there "
+            f"{data_dir}: is a file, not a folder.{named} (data_dir={os.path.dirname(data_dir) or '.'!r}; CLI: "
+            f"--data-dir {os.path.dirname(data_dir) or '.'}).")
+    if not os.path.isfile(path):
+        if not os.path.isdir(data_dir):
+            raise ReleaseFileError(
+                f"{data_dir}: no such folder. Pass the folder holding the official file {release.file} "
+                f"(https://zenodo.org/records/10519652), or leave out data_dir to download it.")
+        present = sorted(f for f in os.listdir(data_dir) if f.endswith(".npz"))
+        close = difflib.get_close_matches(release.file, present, n=1, cutoff=0.6)
+        rename = f" {close[0]} looks like it: rename it to {release.file}, the official name." if close else ""
+        raise ReleaseFileError(
+            f"{path}: not found (it has {present}).{rename} Put the official file {release.file} there "
             f"(https://zenodo.org/records/10519652), or leave out data_dir to download it."
         )
     actual = remembered_md5(path, memo_dir)

@@ -326,6 +326,9 @@ def _check_images(path: str, header: ArrayHeader, facts: DatasetFacts, size: int
     hint = ""
     if facts.dims == 2 and facts.channels == 3 and header.shape[1:] == (3, size, size):
         hint = " The array is channels-first; the release stores channels last."
+    elif facts.dims == 2 and facts.channels == 1 and header.shape[1:] in ((1, size, size), (size, size, 1)):
+        hint = (" It has a channel axis of 1 (saved as N x 1 x H x W or N x H x W x 1); the release stores gray "
+                "images as N x H x W: squeeze that axis (array[:, 0] or array[..., 0]) and save again.")
     elif facts.dims == 2 and len(header.shape) == 4 and header.shape[1] == header.shape[2] == header.shape[3]:
         hint = (f" It holds {header.shape[1]}x{header.shape[2]}x{header.shape[3]} volumes: a 3D dataset's file, "
                 f"but {facts.title} is 2D. Use the file of this config (`medmnist-plus info {facts.flag}`).")

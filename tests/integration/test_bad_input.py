@@ -201,3 +201,34 @@ def test_a_failed_build_can_be_rerun_once_the_file_is_fixed(tmp_path, cache_dir)
     (tmp_path / "breastmnist.npz").write_bytes(data)
     builder = build("breastmnist-28", tmp_path, cache_dir)
     assert builder.as_dataset(split="train").num_rows == 546
+
+
+@pytest.mark.parametrize("layout", ["N1HW", "NHW1"])
+def test_a_gray_release_with_a_channel_axis_is_named_as_such(tmp_path, cache_dir, layout):
+    def add_axis(arrays):
+        for name in [n for n in arrays if n.endswith("_images")]:
+            arrays[name] = arrays[name][:, None] if layout == "N1HW" else arrays[name][..., None]
+
+    fake(tmp_path, flag="breastmnist", mutate=add_axis)
+    with pytest.raises(ReleaseFileError) as error:
+        build("breastmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+    message = str(error.value)
+    assert "has a channel axis of 1" in message and "squeeze that axis" in message, message
+    assert "28 channels" not in message and "channels;" not in message, message
+
+
+def test_a_file_given_as_data_dir_says_to_pass_its_folder(tmp_path, cache_dir):
+    path = fake(tmp_path, flag="breastmnist")
+    with pytest.raises(ReleaseFileError, match=rf"{path}: is a file, not a folder\. It is that very file: pass the "
+                                               rf"folder holding it \(data_dir='{tmp_path}'"):
+        build("breastmnist-28", path, cache_dir, verification_mode="no_checks")
+    with pytest.raises(ReleaseFileError, match=r"no such folder\. Pass the folder holding the official file"):
+        build("breastmnist-28", tmp_path / "nowhere", cache_dir, verification_mode="no_checks")
+
+
+def test_a_file_with_a_near_name_is_suggested(tmp_path, cache_dir):
+    path = fake(tmp_path, flag="breastmnist")
+    path.rename(tmp_path / "breastmnist_28.npz")
+    with pytest.raises(ReleaseFileError, match=r"breastmnist\.npz: not found \(it has \['breastmnist_28\.npz'\]\)\. "
+                                               r"breastmnist_28\.npz looks like it: rename it to breastmnist\.npz"):
+        build("breastmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
