@@ -1,5 +1,7 @@
 """Errors a user can act on. Each message names the file, what is wrong and what to do."""
 
+import re
+
 
 class MedMNISTPlusError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -38,3 +40,11 @@ class RawRecordError(RawSourceError):
 
     Builds stop on the first one unless asked to skip bad records (``skip_bad=True``, CLI ``--skip-bad``).
     """
+
+
+_SKIP_ADVICE = re.compile(r",? or pass skip_bad=True(?: \(CLI --skip-bad\))?(?: to [^.()]*(?:\([^)]*\))?)?\.")
+
+
+def without_skip_advice(message: str) -> str:
+    """A bad record's message as reported once it was skipped: without the advice to skip it (already on)."""
+    return _SKIP_ADVICE.sub(".", message)

@@ -17,7 +17,7 @@ def cmd_verify(args) -> int:
     splits = SPLITS if args.split is None else (args.split,)
     report = verify(args.config, against=args.against, repo=args.repo, data_dir=args.data_dir,
                     cache_dir=args.cache_dir, source=args.source, manifest=args.manifest, splits=splits,
-                    progress=progress.update)
+                    progress=progress.update, present_only=args.present_only)
     progress.done()
     print_report(report)
     return 0 if report.ok else 1
@@ -34,6 +34,9 @@ def add_verify_parser(commands) -> None:
                          help="source of the local build: official (default) or raw (regenerated from --data-dir)")
     command.add_argument("--manifest", help="raw source: CSV split,index,record[,label] giving the official indices")
     command.add_argument("--split", help="only this split (default: all three)")
+    command.add_argument("--present-only", action="store_true",
+                         help="check only the rows the source has (a partial raw collection): absent rows are not "
+                              "mismatches; the summary says how many were present and exact")
     add_verbose_flag(command)
     command.set_defaults(run=friendly_errors(cmd_verify))
 

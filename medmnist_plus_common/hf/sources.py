@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from ..catalog import SPLITS, DatasetFacts
-from ..errors import RawRecordError
+from ..errors import RawRecordError, without_skip_advice
 from ..release.reader import ReleaseArchive, check_release, member_name, shard_ranges
 
 logger = logging.getLogger(__name__)
@@ -200,7 +200,8 @@ class RawSource:
                     if not self.skip_bad:
                         raise
                     skipped += 1
-                    logger.warning("Skipped a bad record (%s split; skip_bad is on): %s", split, err)
+                    logger.warning("Skipped a bad record (%s split; skip_bad is on): %s", split,
+                                   without_skip_advice(str(err)))
                     continue
                 if pixels is None:
                     skipped += 1

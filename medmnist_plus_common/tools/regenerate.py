@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..catalog import SPLITS, DatasetFacts
-from ..errors import RawRecordError, RawSourceError
+from ..errors import RawRecordError, RawSourceError, without_skip_advice
 from ..hf.registry import all_recipes, recipe_for
 from ..recipes.base import Assigned, Variant, check_split_counts, label_array, parse_variant, plan_records, write_manifest
 from ..release.reader import member_name
@@ -59,7 +59,7 @@ def _render_job(job):
     except RawRecordError as err:
         if not skip_bad:
             raise
-        return {}, str(err)
+        return {}, without_skip_advice(str(err))  # reported as skipped: no advice to skip it
     if deflate:
         pixels = {size: None if row is None else DeflatedRow.of(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
                   for size, row in pixels.items()}

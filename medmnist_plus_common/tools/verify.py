@@ -40,6 +40,7 @@ class SplitReport:
     split: str
     rows: int = 0
     expected_rows: int = 0
+    exact: int = 0  # rows compared with the reference file whose pixels and label are equal
     histogram: Dict[str, int] = field(default_factory=dict)
     pixel_bytes: int = 0
     compared: bool = False
@@ -55,6 +56,7 @@ class VerifyReport:
     mismatches: List[Mismatch] = field(default_factory=list)  # the first ones, at most MAX_REPORTED
     counts: Dict[str, int] = field(default_factory=dict)  # mismatches of each kind, all of them
     notes: List[str] = field(default_factory=list)  # facts worth saying that are not failures
+    present_only: bool = False  # a partial collection: rows absent from the source are not mismatches
 
     @property
     def ok(self) -> bool:
@@ -68,6 +70,14 @@ class VerifyReport:
     def summary(self) -> str:
         rows = sum(s.rows for s in self.splits)
         what = "compared exactly with " + self.against if self.against else "checked against the catalog"
+        if self.present_only:
+            expected = sum(s.expected_rows for s in self.splits)
+            exact = f": {sum(s.exact for s in self.splits):,} exact" if self.against else ""
+            verdict = "OK" if self.ok else "FAILED"
+            kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.counts.items()))
+            return (f"{verdict} {self.config}: {rows:,} of {expected:,} rows present{exact}"
+                    + (f"; mismatches: {kinds}" if kinds else "") + (f"; {len(self.problems)} failed check(s)"
+                                                                    if self.problems else "") + f" ({what}).")
         if self.ok:
             return f"OK {self.config}: {rows:,} rows in {len(self.splits)} split{'s' * (len(self.splits) > 1)} {what}; no mismatch."
         kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.counts.items()))
@@ -147,8 +157,12 @@ def _pixel_difference(ours: np.ndarray, theirs: np.ndarray) -> str:
 
 def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = None, data_dir: Optional[str] = None,
            cache_dir: Optional[str] = None, source: str = "official", manifest: Optional[str] = None, splits=SPLITS,
-           progress=None) -> VerifyReport:
-    """Verify ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or the local build."""
+           progress=None, present_only: bool = False) -> VerifyReport:
+    """Verify ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or the local build.
+
+    ``present_only``: check only the rows the source has (a partial raw collection): absent rows, row counts and
+    label histograms are not compared; the summary says how many rows were present and how many are exact.
+    """
     from ..release.download import downloads_dir, index_dir
     from ..hf.features import features_for
     from .rows import open_split, split_name
@@ -163,7 +177,7 @@ def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = 
         opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source,
                             manifest=manifest)
         if report is None:
-            report = VerifyReport(config, f"{opened.kind} {opened.where}", against)
+            report = VerifyReport(config, f"{opened.kind} {opened.where}", against, present_only=present_only)
             expected = [features_for(facts, size, storage) for storage in ("png", "raw")[: 2 if facts.dims == 2 else 1]]
             if opened.features is None:
                 report.problems.append("features: the source does not declare its features")
@@ -214,14 +228,18 @@ def _verify_split(report: VerifyReport, opened, facts: DatasetFacts, size: int, 
                 report.counts["pixels"] = report.counts.get("pixels", 0) + 1
                 if len(differing) < MAX_REPORTED:
                     differing[index] = ours.copy()
+            else:
+                result.exact += 1  # taken back below if the label differs
             theirs = reference.labels[index]
             same = np.array_equal(np.asarray(labels[position]).ravel(), theirs.ravel())
+            if not same and ours.shape == sample_shape and _digest(ours) == reference.digests[index].tobytes():
+                result.exact -= 1
             if not same and not bad[position]:
                 report.add(Mismatch(split, index, "label", f"{_label_text(facts, labels[position])} here, "
                                     f"{_label_text(facts, theirs if facts.is_multilabel else theirs[0])} in the release"))
         if progress:
             progress(f"{split}: {result.rows:,} rows checked, {result.pixel_bytes / 2**20:,.1f} MiB of pixels compared")
-    missing = np.flatnonzero(~seen)
+    missing = np.flatnonzero(~seen) if not report.present_only else np.zeros(0, dtype=np.int64)
     for index in missing[:MAX_REPORTED].tolist():
         report.add(Mismatch(split, index, "missing", "no row has this index"))
     if len(missing) > MAX_REPORTED:
@@ -231,7 +249,7 @@ def _verify_split(report: VerifyReport, opened, facts: DatasetFacts, size: int, 
         for index, ours in sorted(differing.items()):
             report.counts["pixels"] -= 1  # counted above; add() counts it again with its detail
             report.add(Mismatch(split, index, "pixels", _pixel_difference(ours, theirs[index])))
-    if result.rows != expected_rows:
+    if result.rows != expected_rows and not report.present_only:
         where = "the release file" if reference is not None else "the catalog"
         report.problems.append(f"{split}: {result.rows:,} rows, but {where} has {expected_rows:,}")
     if reference is not None:
@@ -242,7 +260,7 @@ def _verify_split(report: VerifyReport, opened, facts: DatasetFacts, size: int, 
             report.problems.append(f"{split}: the release file's images are {reference.shape}, not {sample_shape}")
         expected_histogram = _histogram(facts, reference.labels)
         explained = sum(report.counts.values()) > row_mismatches_before  # by the rows named above
-        if not np.array_equal(histogram, expected_histogram) and not explained:
+        if not np.array_equal(histogram, expected_histogram) and not explained and not report.present_only:
             report.problems.append(f"{split}: label histogram {histogram.tolist()} differs from the release's "
                                    f"{expected_histogram.tolist()}")
     result.histogram = _histogram_text(facts, histogram)

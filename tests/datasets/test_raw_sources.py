@@ -285,6 +285,7 @@ def test_truncated_image_is_named_or_skipped_with_one_row_fewer(pneumonia, tmp_p
     counts = {split: len(rows) for split, rows in all_rows(builder.as_dataset()).items()}
     assert sum(counts.values()) == len(records) - 1
     assert any("Skipped a bad record" in m and victim.name in m for m in caplog.messages)
+    assert not [m for m in caplog.messages if "Skipped" in m and "skip_bad=True" in m]  # it is on already
 
 
 def test_garbage_bytes_in_a_tiff_are_named(tmp_path, cache_dir):

@@ -220,3 +220,20 @@ def test_features_that_differ_from_the_catalog_fail(releases, tmp_path):
     assert not report.ok and not report.counts  # every row is right; the declared features are not
     assert len(report.problems) == 1 and report.problems[0].startswith("features: ")
     assert "eosinophile" in report.problems[0]
+
+
+def test_present_only_checks_the_rows_a_partial_source_has(releases, tmp_path):
+    """An export missing two rows and with one altered pixel: without --present-only the absent rows are named
+    missing; with it they are not, the altered row still fails, and the summary counts present and exact rows."""
+    root, _ = releases
+    out = exported(root, "bloodmnist-28", tmp_path)
+    tamper(out, "bloodmnist-28", "train", lambda rows: alter_pixel([r for r in rows if r["index"] not in (7, 8)], 3, 2))
+    against = release_path(root, "bloodmnist-28")
+    whole = verify("bloodmnist-28", against=against, data_dir=str(out), splits=["train"])
+    assert whole.counts == {"missing": 2, "pixels": 1} and not whole.ok
+    partial = verify("bloodmnist-28", against=against, data_dir=str(out), splits=["train"], present_only=True)
+    assert partial.counts == {"pixels": 1} and not partial.ok and not partial.problems
+    assert partial.summary().startswith("FAILED bloodmnist-28: 8 of 10 rows present: 7 exact; mismatches: pixels 1")
+    tamper(out, "bloodmnist-28", "train", lambda rows: [r for r in rows if r["index"] != 3])  # the altered row goes
+    clean = verify("bloodmnist-28", against=against, data_dir=str(out), splits=["train"], present_only=True)
+    assert clean.ok and clean.summary().startswith("OK bloodmnist-28: 7 of 10 rows present: 7 exact"), clean.summary()
