@@ -48,7 +48,7 @@ def train(source: str, config: str, steps: int = 10, batch_size: int = 64, num_w
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
             if rank == 0:
                 print(f"epoch {epoch} step {step}: images {tuple(batch['images'].shape)} {batch['images'].dtype}, "

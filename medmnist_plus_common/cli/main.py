@@ -206,7 +206,9 @@ def _describe(value) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medmnist-plus", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="medmnist-plus", description="The MedMNIST+ collection (18 biomedical image datasets, 2D and 3D, all "
+        "sizes) as Hugging Face datasets: build, load, regenerate, verify and publish (commands below).")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log what happens (downloads, retries); on errors, also show the traceback")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -277,6 +279,17 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value):
         pass
+
+    def emit(self, record):
+        # A progress bar may be drawn on this line: tqdm clears it, prints the message, and draws the bar again
+        # (otherwise the warning is glued to the bar's end).
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is None or not hasattr(tqdm, "tqdm"):
+            return super().emit(record)
+        try:
+            tqdm.tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 (logging must not raise)
+            self.handleError(record)
 
 
 def _configure_logging(verbose: bool) -> None:

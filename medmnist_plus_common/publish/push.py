@@ -33,6 +33,28 @@ from ..catalog import SPLITS, load_catalog
 from ..errors import UsageError
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _no_num_proc_note():
+    """Without this, push_to_hub says "Setting num_proc from 1 back to 1" for every one-shard split of a push that
+    never asked for processes (datasets' own logger; the note is dropped only when it says nothing)."""
+    target = logging.getLogger("datasets.arrow_dataset")
+    note = _DropMessage("Setting num_proc from 1 back to 1")
+    target.addFilter(note)
+    try:
+        yield
+    finally:
+        target.removeFilter(note)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 CARD_FILE = "README.md"
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 # Streaming reads a whole Parquet row group per shard (datasets aims for 100MB ones): small groups keep a
@@ -218,7 +240,7 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
             # fails on empty shards when max_shard_size is small next to a split).
             max_bytes = internals.file_size_to_bytes(max_shard_size)
             shards = {split: _shard_count(dataset[split], max_bytes, num_shards) for split in dataset}
-            with small_row_groups():
+            with small_row_groups(), _no_num_proc_note():
                 dataset.push_to_hub(repo_id, config_name=name, num_shards=shards, token=token, private=private,
                                     commit_message=f"Upload {name} (medmnist-plus)")
             origin = _with_preview(origin, name, dataset, api=api, repo_id=repo_id)

@@ -40,6 +40,14 @@ BLOCK_BYTES = 2**20
 # streaming (it has no verification_mode and writes no cache). Said so, since a streaming user set nothing.
 NOT_STRICT = ("a build with verification_mode='no_checks', or streaming, which warns instead of failing; "
               "downloads are always MD5-checked")
+_EXPLAINED = []
+
+
+def anyway(what: str) -> str:
+    """`` <what> anyway (why).``: why a mismatch is only a warning, said in full once per process, briefly after."""
+    why = "no_checks or streaming" if _EXPLAINED else NOT_STRICT
+    _EXPLAINED.append(True)
+    return f" {what} anyway ({why})."
 
 
 def md5sum(path: str) -> str:
@@ -184,7 +192,7 @@ def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool, memo_dir: 
                 "If it is a subset or benchmark file on purpose, build with verification_mode='no_checks' "
                 "(CLI: --no-checks)."
             )
-        logger.warning(message + f" Using it anyway ({NOT_STRICT}).")
+        logger.warning(message + anyway("Using it"))
     return path
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import deflate_index
 from ..catalog import RELEASE_SPLIT_PREFIX, SPLITS, DatasetFacts
-from .download import NOT_STRICT, file_identity
+from .download import anyway, file_identity
 from ..errors import ReleaseFileError
 
 logger = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def check_release(path: str, facts: DatasetFacts, size: int, strict: bool = True
     subsets and benchmark files).
     """
     what = f"{facts.title} at size {size}"
-    counts = {}
+    counts, differing = {}, []
     with ReleaseArchive(path) as archive:
         for split in SPLITS:
             images = archive.header(member_name(split, "images"))
@@ -307,9 +307,13 @@ def check_release(path: str, facts: DatasetFacts, size: int, strict: bool = True
                         message + " If this is a subset or benchmark file on purpose, build it with "
                         "verification_mode='no_checks' (CLI: --no-checks); otherwise use the official file."
                     )
-                logger.warning(message + f" Building it anyway ({NOT_STRICT}).")
+                differing.append(split)
             _check_label_values(path, archive.read_array(member_name(split, "labels")), labels.member, facts)
             counts[split] = images.rows
+    if differing:  # one warning for the file, not one per split
+        logger.warning(f"{path}: the splits have {', '.join(f'{s} {counts[s]:,}' for s in differing)} rows, but the "
+                       f"official {what} has {', '.join(f'{s} {facts.split_counts[s]:,}' for s in differing)}."
+                       + anyway("Building it"))
     return counts
 
 

@@ -133,13 +133,16 @@ def render(facts: DatasetFacts, size: int, samples, *, zoom: Optional[int] = Non
     columns = columns or math.ceil(math.sqrt(len(samples)))
     rows = math.ceil(len(samples) / columns)
     mode = "RGB" if facts.dims == 2 and facts.channels == 3 else "L"
-    header = LINE_HEIGHT + PAD if gif else 0  # a GIF frame says which slice it shows
+    header = LINE_HEIGHT + PAD if facts.dims == 3 else 0  # 3D: which planes the tiles show (a GIF: which slice)
     canvas_size = (columns * cell_width, header + rows * cell_height)
     font = ImageFont.load_default()
     white = (255, 255, 255) if mode == "RGB" else 255
 
     base = Image.new(mode, canvas_size, 0)
     draw = ImageDraw.Draw(base)
+    if facts.dims == 3 and not gif:
+        draw.text((PAD, PAD // 2), _fit(draw, "each tile: axial | coronal | sagittal middle slice", font,
+                                        canvas_size[0] - 2 * PAD), fill=white, font=font)
     tiles = []
     for number, (index, label, _) in enumerate(samples):
         left, top = (number % columns) * cell_width + PAD, header + (number // columns) * cell_height + PAD

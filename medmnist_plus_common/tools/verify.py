@@ -238,7 +238,8 @@ def _verify_split(report: VerifyReport, opened, facts: DatasetFacts, size: int, 
                 report.add(Mismatch(split, index, "label", f"{_label_text(facts, labels[position])} here, "
                                     f"{_label_text(facts, theirs if facts.is_multilabel else theirs[0])} in the release"))
         if progress:
-            progress(f"{split}: {result.rows:,} rows checked, {result.pixel_bytes / 2**20:,.1f} MiB of pixels compared")
+            progress(f"{split}: {result.rows:,} of {expected_rows:,} rows checked"
+                     + (f", {result.pixel_bytes / 2**20:,.1f} MiB of pixels compared" if reference is not None else ""))
     missing = np.flatnonzero(~seen) if not report.present_only else np.zeros(0, dtype=np.int64)
     for index in missing[:MAX_REPORTED].tolist():
         report.add(Mismatch(split, index, "missing", "no row has this index"))

@@ -97,8 +97,10 @@ def test_3d_png_shows_the_three_middle_slices(releases, tmp_path):
     out = tmp_path / "organ.png"
     assert main(["montage", "organmnist3d-28", "-n", "4", "--data-dir", str(root / "release"), "-o", str(out)]) == 0
     result = montage("organmnist3d-28", n=4, data_dir=str(root / "release"))
-    with Image.open(out) as image:  # 2 x 2 cells of (3 x 56 + 2 x 2 + 8) x (56 + 24 + 8)
-        assert (image.format, image.mode, image.size) == ("PNG", "L", (2 * 180, 2 * 88))
+    with Image.open(out) as image:  # 2 x 2 cells of (3 x 56 + 2 x 2 + 8) x (56 + 24 + 8), under a header line
+        assert (image.format, image.mode, image.size) == ("PNG", "L", (2 * 180, 12 + 4 + 2 * 88))
+        header = np.asarray(image)[:12 + 4]
+    assert header.max() > 200 and header[:, 200:].max() > 200  # the planes are named above the tiles (text pixels)
     assert_tiles_equal_samples(out, result, arrays["organmnist3d-28"]["train_images"],
                                load_catalog()["organmnist3d"], zoom=2)
 

@@ -101,6 +101,7 @@ def test_training_example_runs_a_few_steps(exported):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr  # the example runs clean
     assert "step 3:" in result.stdout and "images (16, 3, 28, 28) torch.uint8" in result.stdout
     assert "step 4:" not in result.stdout
 
