@@ -9,7 +9,6 @@ import argparse
 import os
 
 from ..catalog import load_catalog
-from ..hf.sources import REGENERATED_PROVENANCE
 
 
 
@@ -119,6 +118,7 @@ __all__ = ["add_raw_parsers", "add_raw_source_arguments"]
 
 
 def cmd_derive(args) -> int:
+    from ..hf.sources import REGENERATED_PROVENANCE
     from ..tools.derive import derive
 
     flag = load_catalog()[args.flag.lower()].flag

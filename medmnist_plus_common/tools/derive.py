@@ -28,15 +28,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, Tuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Tuple
 
 from ..catalog import SPLITS, DatasetFacts, load_catalog
 from ..errors import MedMNISTPlusError
-from ..release.reader import ReleaseArchive, check_release, member_name
-from ..hf.sources import REGENERATED_PROVENANCE, regenerated_provenance, write_regenerated_provenance
-from ..release.writer import OFFICIAL_MEMBER_ORDER, write_npz_members
+
+if TYPE_CHECKING:
+    import numpy as np
+# numpy and the release reader/writer are imported where rows are read: the CLI's --help lists DERIVATIONS
+# without paying for them
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def _gray_zoom(row: np.ndarray, size: int) -> np.ndarray:
 
 
 def _bilinear(row: np.ndarray, size: int) -> np.ndarray:
+    import numpy as np
     from PIL import Image
 
     from ..recipes.imageops import resize
@@ -125,6 +126,12 @@ class DeriveReport:
 
 def derive(flag: str, from_size: int, to_size: int, data_dir, out_dir) -> DeriveReport:
     """Write the ``to_size`` release file of ``flag`` derived from its ``from_size`` file in ``data_dir``."""
+    import numpy as np
+
+    from ..hf.sources import REGENERATED_PROVENANCE, regenerated_provenance, write_regenerated_provenance
+    from ..release.reader import ReleaseArchive, member_name
+    from ..release.writer import OFFICIAL_MEMBER_ORDER, write_npz_members
+
     started = time.perf_counter()
     facts = load_catalog()[flag]
     for size in (from_size, to_size):
@@ -208,6 +215,8 @@ class _DropRowCountWarnings(logging.Filter):
 
 def _checked_rows(source: str, facts: DatasetFacts, size: int) -> Dict[str, int]:
     """check_release (shapes, dtypes, channel layout, labels); other row counts than the catalog's are said once."""
+    from ..release.reader import check_release
+
     release_logger = logging.getLogger("medmnist_plus_common.release")
     quiet = _DropRowCountWarnings()
     release_logger.addFilter(quiet)  # its row-count warnings speak of builds; one line of ours instead
