@@ -51,8 +51,23 @@ def _server_message(err: BaseException) -> str:
     return (" Server said: " + " ".join(detail)) if detail else ""
 
 
-def explain(err: BaseException, endpoint: Optional[str] = None) -> Optional[str]:
-    """A one-paragraph message for a known Hub or network failure, else None (an unexpected error: a bug)."""
+READ_AGAIN = ("Reading --repo needs the Hub: read an exported folder instead (--data-dir DIR, written by "
+              "`medmnist-plus export`), or the local build (leave out --repo).")
+
+
+def explain(err: BaseException, endpoint: Optional[str] = None, reading: bool = False) -> Optional[str]:
+    """A one-paragraph message for a known Hub or network failure, else None (an unexpected error: a bug).
+
+    ``reading``: the command reads from the Hub (verify, montage, evaluate with --repo): its advice is about
+    reading, not pushing.
+    """
+    message = _explain(err, endpoint)
+    if message is not None and reading:
+        message = message.replace(RERUN, READ_AGAIN).replace(" and push again", " and run it again")
+    return message
+
+
+def _explain(err: BaseException, endpoint: Optional[str] = None) -> Optional[str]:
     try:
         from huggingface_hub.errors import (
             HfHubHTTPError,

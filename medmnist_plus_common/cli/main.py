@@ -12,6 +12,7 @@ import traceback
 from typing import List, Optional
 
 PACKAGE = "medmnist_plus_common"  # the logger every module's logger descends from
+READ_COMMANDS = ("verify", "montage", "evaluate", "audit")  # they may read a Hub repo (--repo), never write one
 
 from .. import __version__
 from ..catalog import ANY_SIZE_RANGE, SPLITS, load_catalog
@@ -320,7 +321,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             from .hub_errors import explain
 
-            message = explain(err, getattr(args, "endpoint", None))
+            message = explain(err, getattr(args, "endpoint", None), reading=args.command in READ_COMMANDS)
             if message is None:
                 raise
         if args.verbose:

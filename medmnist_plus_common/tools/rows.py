@@ -147,11 +147,46 @@ def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo:
 def _load_remote(location: str, config: str, split: str):
     import datasets
 
+    if not os.path.isdir(location):
+        check_hub_reachable(location)
     try:
         return datasets.load_dataset(location, config, split=split, streaming=True)
     except ValueError as err:  # unknown config or split
         raise SourceError(f"{location}: cannot read config {config!r}, split {split!r} ({err}). "
                           "Check the repo id or folder and that this config was published to it.") from None
+
+
+HUB_CHECK_SECONDS = 10.0
+READ_LOCALLY = ("Reading --repo needs the network: read an exported folder instead (--data-dir DIR, written by "
+                "`medmnist-plus export`), or the local build (leave out --repo).")
+
+
+def check_hub_reachable(repo: str) -> None:
+    """Fail at once, saying so plainly, when the Hub cannot be reached for reasons that waiting cannot fix (offline
+    mode, a host name that does not resolve, a refused connection): otherwise datasets retries for about 25 s and
+    then blames the repo."""
+    import socket
+    import urllib.parse
+
+    from ..hf import internals
+
+    base = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    if internals.offline():
+        raise SourceError(f"{repo}: offline mode is on (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), so the Hub at {base} "
+                          f"is not asked. {READ_LOCALLY}")
+    parts = urllib.parse.urlsplit(base)
+    host, port = parts.hostname or base, parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_CHECK_SECONDS).close()
+    except socket.gaierror:
+        raise SourceError(f"{repo}: cannot reach the Hub: the host name {host!r} of {base} cannot be resolved (you are "
+                          f"offline, or HF_ENDPOINT is wrong). {READ_LOCALLY}") from None
+    except ConnectionRefusedError:
+        raise SourceError(f"{repo}: cannot reach the Hub at {base}: the connection was refused (nothing listens "
+                          f"there; check HF_ENDPOINT). {READ_LOCALLY}") from None
+    except OSError as err:  # a timeout, no route to the host
+        raise SourceError(f"{repo}: cannot reach the Hub at {base} ({type(err).__name__}: {err}); you may be offline. "
+                          f"Try again later. {READ_LOCALLY}") from None
 
 
 def _labels(column, facts: DatasetFacts) -> np.ndarray:

@@ -6,7 +6,9 @@ refuses; a name under .invalid fails in the resolver (patched here, so no DNS qu
 
 import socket
 
+import datasets
 import huggingface_hub.constants
+import numpy as np
 import pytest
 
 from medmnist_plus_common.cli.main import main
@@ -102,3 +104,68 @@ def test_build_errors_get_the_traceback_only_with_verbose(tmp_path, capsys):
     assert main(["--verbose"] + argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "breastmnist.npz: not found" in err
+
+
+# -- reading a Hub repo (verify, montage, evaluate with --repo) ---------------------------------------------------
+
+READ_COMMANDS = {
+    "verify": ["verify", "breastmnist-28", "--repo", "tester/x"],
+    "montage": ["montage", "breastmnist-28", "--repo", "tester/x", "-o", "never.png"],
+    "evaluate": ["evaluate", "breastmnist-28", "--repo", "tester/x", "--predictions", "PREDICTIONS"],
+}
+
+
+@pytest.fixture
+def read_command(request, tmp_path):
+    predictions = tmp_path / "p.npy"
+    np.save(predictions, np.full((COUNTS["test"], 2), 0.5))
+    return [str(predictions) if arg == "PREDICTIONS" else arg for arg in READ_COMMANDS[request.param]]
+
+
+@pytest.fixture
+def no_hub_request(monkeypatch):
+    """The reachability check fails before datasets is asked (datasets would retry for about 25 s)."""
+    def load_dataset(*args, **kwargs):
+        raise AssertionError(f"datasets.load_dataset{args} was called")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+
+@pytest.mark.parametrize("read_command", list(READ_COMMANDS), indirect=True)
+def test_reading_from_an_unresolvable_hub_fails_at_once_with_reading_advice(read_command, no_hub_request,
+                                                                            monkeypatch, capsys):
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "hub.medmnist-plus.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.medmnist-plus.invalid")
+    assert main(read_command) == 2
+    line = one_paragraph(capsys, "cannot reach the Hub: the host name 'hub.medmnist-plus.invalid'",
+                         "you are offline, or HF_ENDPOINT is wrong", "read an exported folder instead")
+    assert "push" not in line, line
+
+
+@pytest.mark.parametrize("read_command", ["verify", "montage"], indirect=True)
+def test_reading_from_a_refusing_or_offline_hub_fails_at_once(read_command, no_hub_request, monkeypatch, capsys):
+    with socket.socket() as closed:  # a loopback port with nothing listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert main(read_command) == 2
+    one_paragraph(capsys, f"cannot reach the Hub at http://127.0.0.1:{port}: the connection was refused")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    assert main(read_command) == 2
+    one_paragraph(capsys, "offline mode is on", "read an exported folder instead")
+
+
+def test_a_hub_failure_while_reading_gets_reading_advice():
+    from medmnist_plus_common.cli.hub_errors import explain
+
+    err = ConnectionError("the connection broke")
+    assert "push" in explain(err, "http://127.0.0.1:1").lower()
+    reading = explain(err, "http://127.0.0.1:1", reading=True)
+    assert "push" not in reading.lower() and "read an exported folder instead" in reading
