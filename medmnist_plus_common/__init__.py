@@ -7,9 +7,9 @@ Importing this package makes ``datasets.load_dataset("medmnist_plus", "<flag>-<s
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
-from .catalog import Catalog, DatasetFacts, ReleaseFile, dataset, load_catalog
+from .catalog import Catalog, ConfigRef, DatasetFacts, ReleaseFile, config_ref, dataset, load_catalog
 from .errors import (
     ChecksumError,
     DownloadError,
@@ -23,13 +23,13 @@ from .hf.registry import register, register_when_datasets_is_imported
 __version__ = "0.1.0"
 
 
-def builder_for(config_name: str, **kwargs):
-    """The umbrella builder for ``"<flag>-<size>"``; ``kwargs`` go to the builder (``data_dir``, ``cache_dir``...)."""
+def builder_for(config: Union[str, ConfigRef], **kwargs):
+    """The umbrella builder for ``"<flag>-<size>"`` (or its :class:`ConfigRef`); ``kwargs`` go to the builder
+    (``data_dir``, ``cache_dir``...)."""
     from builders import MedMNISTPlus
 
     # unknown names: closest suggestions; non-official sizes only for raw sources (the builder says so)
-    load_catalog().parse_config_name(config_name, any_size=True)
-    return MedMNISTPlus(config_name=config_name, **kwargs)
+    return MedMNISTPlus(config_name=config_ref(config).name, **kwargs)
 
 
 def load(config_name: str, split: Optional[str] = None, streaming: bool = False, verification_mode=None,
@@ -47,7 +47,7 @@ def load(config_name: str, split: Optional[str] = None, streaming: bool = False,
 register_when_datasets_is_imported()
 
 __all__ = [
-    "Catalog", "DatasetFacts", "ReleaseFile", "dataset", "load_catalog", "builder_for", "load", "register",
+    "Catalog", "ConfigRef", "config_ref", "DatasetFacts", "ReleaseFile", "dataset", "load_catalog", "builder_for", "load", "register",
     "MedMNISTPlusError", "UnknownConfigError", "ReleaseFileError", "ChecksumError", "DownloadError",
     "RegistryIncompatibleError", "__version__",
 ]

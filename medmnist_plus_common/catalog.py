@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from .errors import UnknownConfigError
 
@@ -171,6 +171,18 @@ class Catalog:
                      "regenerated from the raw source collection: pass source='raw' and data_dir=<its folder>; "
                      "CLI: --source raw).")
         return text
+
+
+def config_ref(config: Union[str, ConfigRef], any_size: bool = True) -> ConfigRef:
+    """``config`` as a :class:`ConfigRef`: a name is parsed (once, where it enters), a ref is passed on as it is.
+
+    Without ``any_size`` only official sizes are accepted (what needs a release file, e.g. the evaluator's labels).
+    """
+    if isinstance(config, ConfigRef):
+        if any_size or config.release is not None:
+            return config
+        config = config.name
+    return load_catalog().parse_config_name(str(config), any_size=any_size)
 
 
 def _unknown_message(kind: str, name: str, known: List[str], owner: str = "MedMNIST+") -> str:

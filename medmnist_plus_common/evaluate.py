@@ -23,11 +23,11 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from .catalog import DatasetFacts, load_catalog
+from .catalog import ConfigRef, DatasetFacts, config_ref
 from .errors import MedMNISTPlusError
 
 THRESHOLD = 0.5
@@ -256,7 +256,7 @@ def _some(values, limit: int = 5) -> str:
     return ", ".join(map(str, values[:limit])) + (", ..." if len(values) > limit else "")
 
 
-def align(truth_index: np.ndarray, pred_index: Optional[np.ndarray], scores: np.ndarray, where: str,
+def align_predictions(truth_index: np.ndarray, pred_index: Optional[np.ndarray], scores: np.ndarray, where: str,
           split_text: str) -> np.ndarray:
     """``scores`` reordered to ``truth_index``; a missing, duplicated or unknown index is an error."""
     truth_index = np.asarray(truth_index, dtype=np.int64)
@@ -291,12 +291,12 @@ def score_width(facts: DatasetFacts) -> int:
     return 2 if facts.task == "binary" else facts.num_classes
 
 
-def dummy_predictions(config: str, split: str = "test", seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def dummy_predictions(config: Union[str, ConfigRef], split: str = "test", seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """``(index, scores)``: random scores of the right width for every example of ``split`` (catalog row count),
     e.g. to try the evaluator or a submission pipeline. (The official evaluator's dummy is one class short.)"""
     from .tools.rows import split_name
 
-    facts, _ = load_catalog().parse_config_name(config)
+    facts = config_ref(config, any_size=False).facts
     rows = facts.split_counts[split_name(split)]
     scores = np.random.default_rng(seed).random((rows, score_width(facts)))
     if not facts.is_multilabel:
@@ -307,16 +307,17 @@ def dummy_predictions(config: str, split: str = "test", seed: int = 0) -> Tuple[
 # ---------------------------------------------------------------------------------------------- ground truth
 
 
-def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, repo: Optional[str] = None,
+def ground_truth(config: Union[str, ConfigRef], split: str, *, data_dir: Optional[str] = None, repo: Optional[str] = None,
                  cache_dir: Optional[str] = None, base_url: Optional[str] = None,
                  progress=None) -> Tuple[np.ndarray, np.ndarray, str]:
     """``(index, labels, where)`` of a split: from the release file of this config's size, or a repo/export."""
     from .tools.rows import is_exported_folder, open_split, split_name
 
-    facts, size = load_catalog().parse_config_name(config)
+    ref = config_ref(config, any_size=False)  # parsed once (or given parsed), passed on
+    facts, size, config = ref.facts, ref.size, ref.name
     split = split_name(split)
     if repo is not None or is_exported_folder(data_dir, config):
-        source = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir)
+        source = open_split(ref, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir)
         indices, labels = [], []
         for rows in source.batches(batch_size=1024, pixels=False):
             indices.append(rows.index)
@@ -338,20 +339,21 @@ def ground_truth(config: str, split: str, *, data_dir: Optional[str] = None, rep
     return np.arange(len(labels), dtype=np.int64), labels, f"{path} ({member_name(split, 'labels')})"
 
 
-def evaluate(config: str, split: str, predictions, *, index=None, data_dir: Optional[str] = None,
+def evaluate(config: Union[str, ConfigRef], split: str, predictions, *, index=None, data_dir: Optional[str] = None,
              repo: Optional[str] = None, cache_dir: Optional[str] = None, base_url: Optional[str] = None,
              progress=None) -> Evaluation:
     """Score ``predictions`` (see :func:`read_predictions`) on ``split`` of ``config`` as MedMNIST does."""
     from .tools.rows import split_name
 
-    facts, _ = load_catalog().parse_config_name(config)
+    ref = config_ref(config, any_size=False)
+    facts, config = ref.facts, ref.name
     split = split_name(split)
     where = os.fspath(predictions) if isinstance(predictions, (str, os.PathLike)) else "the predictions"
     pred_index, scores = read_predictions(predictions, index=index, where=where)
     check_width(facts, scores, where)
-    truth_index, labels, truth_where = ground_truth(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir,
+    truth_index, labels, truth_where = ground_truth(ref, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir,
                                                     base_url=base_url, progress=progress)
-    aligned = align(truth_index, pred_index, scores, where, f"{config} {split}")
+    aligned = align_predictions(truth_index, pred_index, scores, where, f"{config} {split}")
     auc, acc = metrics(facts.task, labels, aligned, facts.labels)
     return Evaluation(auc=auc, acc=acc, task=facts.task, n=int(len(labels)), config=config, split=split)
 

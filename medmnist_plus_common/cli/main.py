@@ -15,7 +15,7 @@ PACKAGE = "medmnist_plus_common"  # the logger every module's logger descends fr
 READ_COMMANDS = ("verify", "montage", "evaluate", "audit")  # they may read a Hub repo (--repo), never write one
 
 from .. import __version__
-from ..catalog import ANY_SIZE_RANGE, SPLITS, load_catalog
+from ..catalog import ANY_SIZE_RANGE, SPLITS, config_ref, load_catalog
 from ..errors import MedMNISTPlusError
 from .raw import add_derive_parser, add_raw_parsers, add_raw_source_arguments
 from .tools import add_evaluate_parser, add_montage_parser, add_verify_parser
@@ -47,7 +47,7 @@ def cmd_info(args) -> int:
     if name in {facts.flag for facts in catalog}:
         facts = catalog[name]
     elif "-" in name:  # a config name, "<flag>-<size>": that dataset, its config marked
-        chosen = catalog.parse_config_name(name)
+        chosen = config_ref(name, any_size=False)
         facts = chosen.facts
     else:
         facts = catalog[name]  # unknown: the closest suggestions
@@ -76,11 +76,11 @@ def _verification_mode(no_checks: bool) -> Optional[str]:
 def cmd_build(args) -> int:
     from .. import builder_for
 
-    load_catalog().parse_config_name(args.config, any_size=True)  # the builder explains non-official sizes
+    ref = config_ref(args.config)  # parsed once; the builder explains non-official sizes
     kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url,
               "image_storage": args.image_storage, "source": args.source, "manifest": args.manifest,
               "recipe_variant": args.variant, "skip_bad": args.skip_bad or None}
-    instance = builder_for(args.config, **{k: v for k, v in kwargs.items() if v is not None})
+    instance = builder_for(ref, **{k: v for k, v in kwargs.items() if v is not None})
     # datasets reuses a finished cache folder (it writes dataset_info.json last) unless asked to rebuild
     cached = not args.force and os.path.isfile(os.path.join(instance.cache_dir, "dataset_info.json"))
     instance.download_and_prepare(
@@ -166,11 +166,11 @@ def _demo(workdir: str, keep: bool) -> int:
     data_dir = os.path.join(workdir, "release")
     os.makedirs(data_dir, exist_ok=True)
     for config in DEMO_CONFIGS:
-        ref = load_catalog().parse_config_name(config)
+        ref = config_ref(config)
         facts = ref.facts
         path = write_synthetic_release(os.path.join(data_dir, ref.release.file), facts, ref.size,
                                        counts=DEMO_COUNTS, seed=1)
-        instance = builder_for(config, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
+        instance = builder_for(ref, data_dir=data_dir, cache_dir=os.path.join(workdir, "cache"))
         instance.download_and_prepare(verification_mode="no_checks")
         built = instance.as_dataset()
         streamed = instance.as_streaming_dataset(split="test")

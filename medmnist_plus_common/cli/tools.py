@@ -6,7 +6,7 @@ import json
 import math
 import os
 
-from ..catalog import SPLITS
+from ..catalog import SPLITS, config_ref
 from .output import Progress, add_verbose_flag, friendly_errors
 
 
@@ -15,7 +15,7 @@ def cmd_verify(args) -> int:
 
     progress = Progress()
     splits = SPLITS if args.split is None else (args.split,)
-    report = verify(args.config, against=args.against, repo=args.repo, data_dir=args.data_dir,
+    report = verify(config_ref(args.config), against=args.against, repo=args.repo, data_dir=args.data_dir,
                     cache_dir=args.cache_dir, source=args.source, manifest=args.manifest, splits=splits,
                     progress=progress.update, present_only=args.present_only)
     progress.done()
@@ -48,7 +48,7 @@ def cmd_montage(args) -> int:
     progress = Progress()
     split = split_name(args.split)
     output = args.output or f"{args.config}-{split}.{'gif' if args.gif else 'png'}"
-    result = montage(args.config, split, args.n, data_dir=args.data_dir, repo=args.repo, cache_dir=args.cache_dir,
+    result = montage(config_ref(args.config), split, args.n, data_dir=args.data_dir, repo=args.repo, cache_dir=args.cache_dir,
                      source=args.source, manifest=args.manifest, gif=args.gif, zoom=args.zoom, columns=args.columns,
                      progress=progress.update)
     progress.done()
@@ -85,7 +85,7 @@ def cmd_evaluate(args) -> int:
 
     progress = Progress()
     progress.note(f"evaluating {args.predictions} on {args.config} {args.split}")
-    result = evaluate(args.config, args.split, args.predictions, data_dir=args.data_dir, repo=args.repo,
+    result = evaluate(config_ref(args.config, any_size=False), args.split, args.predictions, data_dir=args.data_dir, repo=args.repo,
                       cache_dir=args.cache_dir, base_url=args.base_url, progress=progress.update)
     progress.done()
     if args.json:

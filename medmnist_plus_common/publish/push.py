@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
@@ -29,7 +29,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
 from ..hf import internals
 from .card import PROVENANCE_FILE, render_card
-from ..catalog import SPLITS, load_catalog
+from ..catalog import SPLITS, ConfigRef, config_ref, load_catalog
 from ..errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -73,26 +73,27 @@ def rows_per_row_group(dataset: datasets.Dataset) -> int:
     return internals.rows_per_row_group(dataset, ROW_GROUP_SIZE)
 
 
-def resolve_configs(configs: Optional[Iterable[str]] = None, all_configs: bool = False) -> List[str]:
+def resolve_configs(configs: Optional[Iterable[Union[str, ConfigRef]]] = None,
+                    all_configs: bool = False) -> List[ConfigRef]:
+    """The configs to publish, parsed once (unknown names fail with suggestions)."""
     catalog = load_catalog()
     if all_configs:
-        return catalog.config_names()
-    names = [name.strip() for name in (configs or []) if name.strip()]
-    if not names:
+        return [config_ref(name) for name in catalog.config_names()]
+    refs = [config_ref(c if isinstance(c, ConfigRef) else c.strip()) for c in (configs or [])
+            if isinstance(c, ConfigRef) or c.strip()]
+    if not refs:
         raise UsageError("Name the configs to publish (e.g. pathmnist-224,organmnist3d-64; CLI --configs), or ask for "
                          "all of them (all_configs=True; CLI --all).")
-    for name in names:
-        catalog.parse_config_name(name, any_size=True)  # unknown names fail with suggestions
-    return names
+    return refs
 
 
-def build_config(config_name: str, *, no_checks: bool = False, num_proc: Optional[int] = None,
+def build_config(config: Union[str, ConfigRef], *, no_checks: bool = False, num_proc: Optional[int] = None,
                  **builder_kwargs) -> Tuple[datasets.DatasetDict, dict]:
     """Build one config (Arrow cache) and return it with its provenance."""
     from .. import builder_for
 
     kwargs = {key: value for key, value in builder_kwargs.items() if value is not None}
-    instance = builder_for(config_name, **kwargs)
+    instance = builder_for(config, **kwargs)
     instance.download_and_prepare(verification_mode="no_checks" if no_checks else None, num_proc=num_proc)
     return instance.as_dataset(), instance.provenance(checked=not no_checks)
 
@@ -125,7 +126,7 @@ def _with_preview(origin: dict, name: str, dataset, *, out_dir: Optional[str] = 
 # ---------------------------------------------------------------------------------------------- export
 
 
-def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
+def export(out_dir: str, config_names: Iterable[Union[str, ConfigRef]], *, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
            num_shards: Optional[int] = None, num_proc: Optional[int] = None, no_checks: bool = False,
            **builder_kwargs) -> List[str]:
     """Write each config's Parquet shards and the card to ``out_dir``; return the configs written.
@@ -136,8 +137,9 @@ def export(out_dir: str, config_names: Iterable[str], *, max_shard_size=DEFAULT_
     os.makedirs(out_dir, exist_ok=True)
     metadata, provenance = _read_local_card(out_dir)
     written = []
-    for name in config_names:
-        dataset, origin = build_config(name, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
+    for ref in [config_ref(config) for config in config_names]:  # each name parsed once, here
+        name = ref.name
+        dataset, origin = build_config(ref, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
         provenance.pop(name, None)  # unlisted while its shards are replaced
         _write_local_card(out_dir, metadata, provenance)
         info = _write_parquet_config(out_dir, name, dataset, max_shard_size, num_shards)
@@ -212,7 +214,7 @@ def _write_local_card(out_dir: str, metadata: dict, provenance: Dict[str, dict])
 hub_endpoint = internals.hub_endpoint  # points datasets and huggingface_hub at --endpoint for a push
 
 
-def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool = False, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
+def push(repo_id: str, config_names: Optional[Iterable[Union[str, ConfigRef]]], *, private: bool = False, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
          num_shards: Optional[int] = None, endpoint: Optional[str] = None, token: Optional[str] = None, from_export: Optional[str] = None,
          num_proc: Optional[int] = None, no_checks: bool = False, **builder_kwargs) -> List[str]:
     """Publish each config to ``repo_id`` with ``push_to_hub(config_name=...)``, then write the card.
@@ -226,7 +228,8 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
         if config_names is None:
             config_names = sorted(exported)
         pushed = []
-        for name in config_names:
+        for config in config_names:
+            name = config.name if isinstance(config, ConfigRef) else config
             if from_export:
                 if name not in exported:
                     raise UsageError(f"{from_export}: has no complete config {name!r} (it has {sorted(exported)}). "
@@ -234,7 +237,8 @@ def push(repo_id: str, config_names: Optional[Iterable[str]], *, private: bool =
                 dataset = datasets.load_dataset(from_export, name)
                 origin = exported[name]
             else:
-                dataset, origin = build_config(name, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
+                dataset, origin = build_config(config_ref(config), no_checks=no_checks, num_proc=num_proc,
+                                               **builder_kwargs)
             _update_hub_card(api, repo_id, remove=name)  # unlisted while its shards are replaced
             # Shard counts computed here as push_to_hub would, but never above the row count (datasets 5.2
             # fails on empty shards when max_shard_size is small next to a split).

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..catalog import DatasetFacts, load_catalog
+from ..catalog import ConfigRef, DatasetFacts, config_ref
 from ..errors import MedMNISTPlusError
 
 PAD = 4  # around each cell
@@ -95,7 +95,7 @@ def _fit(draw, text: str, font, width: int) -> str:
     return text + "..."
 
 
-def read_samples(config: str, split: str = "train", n: int = 100, *, data_dir=None, repo=None, cache_dir=None,
+def read_samples(config: Union[str, ConfigRef], split: str = "train", n: int = 100, *, data_dir=None, repo=None, cache_dir=None,
                  source: str = "official", manifest=None, progress=None):
     """The first ``n`` rows of a split as ``(index, label, pixels)`` triples (reading stops after them)."""
     from .rows import open_split
@@ -174,14 +174,15 @@ def render(facts: DatasetFacts, size: int, samples, *, zoom: Optional[int] = Non
     return Montage(config, split, zoom, columns, frames, tiles)
 
 
-def montage(config: str, split: str = "train", n: int = 100, *, data_dir=None, repo=None, cache_dir=None,
-            source: str = "official", manifest=None, gif: bool = False, zoom: Optional[int] = None,
+def montage(config: Union[str, ConfigRef], split: str = "train", n: int = 100, *, data_dir=None, repo=None,
+            cache_dir=None, source: str = "official", manifest=None, gif: bool = False, zoom: Optional[int] = None,
             columns: Optional[int] = None, progress=None) -> Montage:
     """Read the first ``n`` samples of ``split`` and lay them out (see :func:`render`)."""
-    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    ref = config_ref(config)  # parsed once (or given parsed), passed on
+    facts, size, config = ref.facts, ref.size, ref.name
     if gif and facts.dims != 3:  # before reading anything
         render(facts, size, [], gif=True, config=config)
-    opened, samples = read_samples(config, split, n, data_dir=data_dir, repo=repo, cache_dir=cache_dir,
+    opened, samples = read_samples(ref, split, n, data_dir=data_dir, repo=repo, cache_dir=cache_dir,
                                    source=source, manifest=manifest, progress=progress)
     return render(facts, size, samples, zoom=zoom, columns=columns, gif=gif, config=config, split=opened.split)
 
@@ -195,13 +196,14 @@ def preview_path(config: str) -> str:
     return f"{PREVIEW_DIR}/{config}.png"
 
 
-def preview_png(config: str, dataset, n: int = PREVIEW_SAMPLES) -> bytes:
+def preview_png(config: Union[str, ConfigRef], dataset, n: int = PREVIEW_SAMPLES) -> bytes:
     """PNG bytes of a montage of the first ``n`` rows of ``dataset`` (one split of ``config``, any storage)."""
     import io
 
     from .rows import SplitSource
 
-    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    ref = config_ref(config)
+    facts, size, config = ref.facts, ref.size, ref.name
     source = SplitSource(config, "train", facts, size, "dataset", "", dataset)
     samples = [sample for rows in source.batches(batch_size=n, limit=n)
                for sample in zip(rows.index.tolist(), rows.label, rows.pixels)]

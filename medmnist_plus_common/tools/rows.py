@@ -17,11 +17,11 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Union
 
 import numpy as np
 
-from ..catalog import SPLITS, DatasetFacts, load_catalog
+from ..catalog import SPLITS, ConfigRef, DatasetFacts, config_ref
 from ..errors import MedMNISTPlusError
 
 BATCH_ROWS = 64
@@ -97,7 +97,7 @@ def is_exported_folder(path: Optional[str], config: str) -> bool:
     return bool(path) and os.path.isdir(os.path.join(os.path.expanduser(str(path)), config))
 
 
-def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo: Optional[str] = None,
+def open_split(config: Union[str, ConfigRef], split: str, *, data_dir: Optional[str] = None, repo: Optional[str] = None,
                cache_dir: Optional[str] = None, source: str = "official", build: bool = True,
                no_checks: bool = True, manifest: Optional[str] = None) -> SplitSource:
     """Open ``split`` of ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or a local build.
@@ -107,7 +107,8 @@ def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo:
     ``build=False`` streams the rows straight out of the release file (no cache written). ``source="raw"``
     regenerates the rows from the raw collection in ``data_dir`` (``manifest``: their official split and index).
     """
-    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    ref = config_ref(config)  # a name is parsed here once; callers may pass the ref
+    facts, size, config = ref.facts, ref.size, ref.name
     split = split_name(split)
     if repo is not None or is_exported_folder(data_dir, config):
         location = repo if repo is not None else os.path.expanduser(str(data_dir))
@@ -124,7 +125,7 @@ def open_split(config: str, split: str, *, data_dir: Optional[str] = None, repo:
     if source != "official":
         kwargs["source"] = source
     try:
-        instance = builder_for(config, **{k: v for k, v in kwargs.items() if v is not None})
+        instance = builder_for(ref, **{k: v for k, v in kwargs.items() if v is not None})
     except ValueError as err:
         if isinstance(err, MedMNISTPlusError):
             raise

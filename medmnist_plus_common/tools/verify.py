@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from ..catalog import SPLITS, DatasetFacts, load_catalog
+from ..catalog import SPLITS, ConfigRef, DatasetFacts, config_ref
 
 MAX_REPORTED = 10
 READ_BYTES = 2 * 2**20  # the release file is read in pieces of about this size
@@ -155,7 +155,7 @@ def _pixel_difference(ours: np.ndarray, theirs: np.ndarray) -> str:
             f"{int(theirs[first])} in the release")
 
 
-def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = None, data_dir: Optional[str] = None,
+def verify(config: Union[str, ConfigRef], *, against: Optional[str] = None, repo: Optional[str] = None, data_dir: Optional[str] = None,
            cache_dir: Optional[str] = None, source: str = "official", manifest: Optional[str] = None, splits=SPLITS,
            progress=None, present_only: bool = False) -> VerifyReport:
     """Verify ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` or the local build.
@@ -167,14 +167,15 @@ def verify(config: str, *, against: Optional[str] = None, repo: Optional[str] = 
     from ..hf.features import features_for
     from .rows import open_split, split_name
 
-    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    ref = config_ref(config)  # parsed once (or given parsed), passed on
+    facts, size, config = ref.facts, ref.size, ref.name
     if against is not None:  # a file of another dataset or size: one clear error instead of every row differing
         from ..release.reader import check_release
 
         check_release(against, facts, size, strict=False)
     report = None
     for split in [split_name(s) for s in splits]:
-        opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source,
+        opened = open_split(ref, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source,
                             manifest=manifest)
         if report is None:
             report = VerifyReport(config, f"{opened.kind} {opened.where}", against, present_only=present_only)
