@@ -41,7 +41,7 @@ import numpy as np
 from medmnist_plus_common.recipes import volumeops
 from medmnist_plus_common.hf.builder import MedMNISTBuilder, size_configs
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
-from medmnist_plus_common.recipes.readers.nifti import open_volume
+from medmnist_plus_common.recipes.readers.nifti import open_nifti
 from medmnist_plus_common.recipes.base import RawRecipe, RawRecord, SplitRule, Variant
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def ribfrac_part(public_id: str) -> Optional[str]:
 def instance_centers(path: Path) -> Dict[int, Tuple[int, int, int]]:
     """The rounded center of mass (voxel indices, stored axis order) of every instance id > 0 of a label volume,
     read ``SLAB`` slices at a time (memory bounded by a slab, not the volume)."""
-    volume = open_volume(path, what="label volume")
+    volume = open_nifti(path, what="label volume")
     shape = volume.shape
     sums: Dict[int, np.ndarray] = {}
     for z0 in range(0, shape[2], SLAB):
@@ -200,8 +200,8 @@ RibFrac's test part (RibFrac501-660, Zenodo 3993380) has no public labels: it ca
         if label_path is None:
             raise RawRecordError(f"{root}: no {public_id}-label.nii.gz for {image_path.name}: the fracture centers "
                                  "come from it. Unpack the RibFrac labels archive, or pass skip_bad=True.")
-        image = open_volume(image_path)
-        label_volume_shape = open_volume(label_path, what="label volume").shape
+        image = open_nifti(image_path)
+        label_volume_shape = open_nifti(label_path, what="label volume").shape
         if label_volume_shape != image.shape:
             raise RawRecordError(f"{label_path}: is {label_volume_shape}, but its image {image_path.name} is "
                                  f"{image.shape}: they are not a pair. Unpack both again, or pass skip_bad=True.")

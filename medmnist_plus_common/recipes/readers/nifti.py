@@ -95,7 +95,7 @@ def _unpacked_copy(path: Path):
     return copy
 
 
-def _open_nifti(path: Path):
+def _nibabel_image(path: Path):
     import nibabel
 
     if str(path).endswith(".gz") and os.path.getsize(path) > UNPACK_ABOVE:
@@ -117,7 +117,7 @@ def load_image(path, what: str = "volume"):
         raise RawRecordError(f"{path}: file not found. The collection is incomplete: unpack it again, or pass "
                              "skip_bad=True (CLI --skip-bad) to leave its records out (they are reported).")
     try:
-        image = _open_nifti(path)
+        image = _nibabel_image(path)
         header = image.header
         shape = tuple(int(n) for n in image.shape)
     except (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:
@@ -225,7 +225,7 @@ def reorient(array: np.ndarray, codes: Sequence[str], target: Sequence[str] = DI
     return np.ascontiguousarray(apply_orientation(array, transform))
 
 
-def open_volume(path, permutation: Tuple[int, int, int] = (0, 1, 2), what: str = "volume",
+def open_nifti(path, permutation: Tuple[int, int, int] = (0, 1, 2), what: str = "volume",
                 image=None) -> NiftiVolume:
     """Open ``path`` lazily (or use its ``image`` from :func:`load_image`); its axes are put in ``permutation``
     order (with the affine's columns alike)."""
