@@ -18,6 +18,7 @@ import csv
 import logging
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -132,6 +133,15 @@ class Variant:
 
     def option(self, key: str, default=None):
         return dict(self.options).get(key, default)
+
+    def number(self, key: str, default, kind=float, example: str = ""):
+        """Option ``key`` as a ``kind`` (a float may be a fraction: ``29/65``), or a RawSourceError citing ``example``."""
+        value = self.option(key, default)
+        try:
+            return kind(Fraction(str(value))) if kind is float else kind(str(value))
+        except (ValueError, ZeroDivisionError):
+            raise RawSourceError(f"recipe variant option {key}={value!r} is not a {kind.__name__}"
+                                 + (f" (e.g. {example})" if example else "")) from None
 
 
 class RawRecipe:

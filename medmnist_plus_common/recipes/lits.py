@@ -70,7 +70,7 @@ from PIL import Image
 from . import imageops, volumeops
 from ..catalog import SPLITS, DatasetFacts
 from ..errors import RawRecordError, RawSourceError
-from .readers.nifti import NiftiVolume, open_volume
+from .readers.nifti import NiftiVolume, open_nifti
 from .base import Assigned, RawRecipe, RawRecord, SplitRule, Variant
 
 logger = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def open_lits_volume(path: Path) -> NiftiVolume:
 
     image = load_image(path)
     permutation = stored_permutation(image.shape)
-    volume = open_volume(path, permutation, image=image)
+    volume = open_nifti(path, permutation, image=image)
     if permutation != (0, 1, 2):
         logger.info("%s: stored with voxel axes 1 and 2 swapped (shape %s, as LiTS test-volume-59): swapped back "
                     "before its boxes are applied.", path, tuple(image.shape))

@@ -30,7 +30,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -95,7 +95,7 @@ def _unpacked_copy(path: Path):
     return copy
 
 
-def _open_nifti(path: Path):
+def _nibabel_image(path: Path):
     import nibabel
 
     if str(path).endswith(".gz") and os.path.getsize(path) > UNPACK_ABOVE:
@@ -117,7 +117,7 @@ def load_image(path, what: str = "volume"):
         raise RawRecordError(f"{path}: file not found. The collection is incomplete: unpack it again, or pass "
                              "skip_bad=True (CLI --skip-bad) to leave its records out (they are reported).")
     try:
-        image = _open_nifti(path)
+        image = _nibabel_image(path)
         header = image.header
         shape = tuple(int(n) for n in image.shape)
     except (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:
@@ -225,7 +225,7 @@ def reorient(array: np.ndarray, codes: Sequence[str], target: Sequence[str] = DI
     return np.ascontiguousarray(apply_orientation(array, transform))
 
 
-def open_volume(path, permutation: Tuple[int, int, int] = (0, 1, 2), what: str = "volume",
+def open_nifti(path, permutation: Tuple[int, int, int] = (0, 1, 2), what: str = "volume",
                 image=None) -> NiftiVolume:
     """Open ``path`` lazily (or use its ``image`` from :func:`load_image`); its axes are put in ``permutation``
     order (with the affine's columns alike)."""
@@ -238,3 +238,20 @@ def open_volume(path, permutation: Tuple[int, int, int] = (0, 1, 2), what: str =
                        path, "".join(FALLBACK_AXCODES))
         return NiftiVolume(Path(path), image, tuple(permutation), FALLBACK_AXCODES, spacing_known=False)
     return NiftiVolume(Path(path), image, tuple(permutation), tuple(codes[axis] for axis in permutation))
+
+
+def instance_centers(path, slab: int = 16) -> Dict[int, Tuple[int, int, int]]:
+    """The rounded center of mass (voxel indices, stored axis order) of every instance id > 0 of a label volume,
+    read ``slab`` slices at a time (memory bounded by a slab, not the volume)."""
+    volume = open_nifti(path, what="label volume")
+    shape = volume.shape
+    sums: Dict[int, np.ndarray] = {}
+    for z0 in range(0, shape[2], slab):
+        part = volume.read((slice(None), slice(None), slice(z0, min(z0 + slab, shape[2])))).astype(np.int64)
+        ids = np.unique(part)
+        for instance in ids[ids > 0]:
+            coords = np.nonzero(part == instance)
+            entry = sums.setdefault(int(instance), np.zeros(4))
+            entry += (coords[0].sum(), coords[1].sum(), coords[2].sum() + z0 * len(coords[2]), len(coords[2]))
+    # Python's round: halves to even, like imageops.crop_offset
+    return {i: tuple(int(round(s / e[3])) for s in e[:3]) for i, e in sums.items()}

@@ -14,10 +14,9 @@ import numpy as np
 
 from ...errors import RawRecordError, RawSourceError
 from ..base import RawRecipe, RawRecord
+from . import REPLACE_OR_SKIP
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy")
-_WHAT_TO_DO = ("Replace it with the collection's original file, or pass skip_bad=True (CLI --skip-bad) to leave "
-               "it out (it is reported).")
 
 
 def open_volume(path: Path) -> Any:
@@ -44,7 +43,7 @@ def open_volume(path: Path) -> Any:
             return nibabel.load(str(path)).dataobj
     except Exception as err:  # nibabel and numpy raise many kinds on truncated or foreign files
         raise RawRecordError(f"{path}: cannot be read as a volume ({type(err).__name__}: {err}); the file is "
-                             f"truncated or corrupt. {_WHAT_TO_DO}") from None
+                             f"truncated or corrupt. {REPLACE_OR_SKIP}") from None
     raise RawRecordError(f"{path}: is not a volume file (expected one of {', '.join(VOLUME_SUFFIXES)}).")
 
 
@@ -54,7 +53,7 @@ def read_window(path: Path, volume: Any, window) -> np.ndarray:
         return np.asarray(window(volume))
     except (OSError, EOFError, ValueError) as err:
         raise RawRecordError(f"{path}: cannot be read to the end ({type(err).__name__}: {err}); the file is "
-                             f"truncated or corrupt. {_WHAT_TO_DO}") from None
+                             f"truncated or corrupt. {REPLACE_OR_SKIP}") from None
 
 
 def check_shape(path: Path, volume: Any, expected: Sequence[int], what: str) -> None:
