@@ -20,10 +20,7 @@ from medmnist_plus_common.recipes import volumeops
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
 from medmnist_plus_common.recipes.base import RawRecord, Variant
 
-from tests.genuine.samples import SHARED_DATA
-
 VESSEL = VesselMNIST3D.RECIPE
-INTRA = SHARED_DATA / "raw" / "intra"
 DEGENERATE = "generated/vessel/obj/ArteryObjAN186-10.obj"
 
 
