@@ -2,8 +2,8 @@
 
 Geometry is checked on coordinate-coded images (each pixel says where it came from), so an offset that is off
 by one shows. Manifest and bad-input errors must name the file (and the manifest line), say what is wrong and
-what to do, and leave no cache folder that looks complete. Genuine sources (``../shared/data/raw``) must
-regenerate their official rows bit for bit through the real builder.
+what to do, and leave no cache folder that looks complete. That genuine sources regenerate their official rows bit
+for bit through the real builder is proved in ``tests/genuine/test_raw_2d_exact.py``.
 """
 
 import logging
@@ -19,7 +19,6 @@ from medmnist_plus_common.errors import RawRecordError, RawSourceError, UnknownC
 from medmnist_plus_common.hf.registry import recipe_for
 from medmnist_plus_common.recipes.base import RawRecord
 
-from tests.genuine.samples import SHARED_DATA
 from .test_raw_2d import (all_rows, assert_no_complete_cache, build_raw, check_rows, copy_collection,
                           expected_image, write_manifest)
 
@@ -386,11 +385,3 @@ def test_a_failed_raw_build_can_be_rerun_once_the_file_is_fixed(pneumonia, cache
     victim.write_bytes(data)
     builder = build_raw("pneumoniamnist", data_dir, cache_dir)
     check_rows("pneumoniamnist", all_rows(builder.as_dataset()), records, root, 28)
-
-
-# -- genuine data ---------------------------------------------------------------------------------------------
-
-KERMANY = SHARED_DATA / "raw" / "kermany"
-BUSI = SHARED_DATA / "raw" / "busi"
-needs_genuine = pytest.mark.skipif(not (KERMANY.is_dir() and BUSI.is_dir()),
-                                   reason="genuine raw samples (../shared/data/raw) absent")

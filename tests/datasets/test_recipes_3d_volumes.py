@@ -20,10 +20,7 @@ from medmnist_plus_common.recipes import volumeops
 from medmnist_plus_common.errors import RawRecordError, RawSourceError
 from medmnist_plus_common.recipes.base import RawRecord, Variant
 
-from tests.genuine.samples import SHARED_DATA
-
 VESSEL = VesselMNIST3D.RECIPE
-INTRA = SHARED_DATA / "raw" / "intra"
 DEGENERATE = "generated/vessel/obj/ArteryObjAN186-10.obj"
 
 
@@ -231,7 +228,10 @@ def test_bad_meshes_name_the_file_and_can_be_skipped(tmp_path, cache_dir, caplog
     with caplog.at_level(logging.WARNING):
         builder = build(builders.VesselMNIST3D, "28", tmp_path, str(tmp_path / "cache2"), skip_bad=True)
     assert len(volumes_by_index(builder)) == 8
-    assert "broken.obj: cannot be read as an OBJ mesh (its bytes are not text" in caplog.text
+    # trimesh guesses the encoding of bytes that are not UTF-8 with charset_normalizer when it is installed (requests
+    # brings it, e.g. with pooch in the test extra): the random bytes then decode to text that holds no face
+    assert re.search(r"broken\.obj: (cannot be read as an OBJ mesh \(its bytes are not text|holds no triangle faces)",
+                     caplog.text)
     assert "broken.obj" in caplog.text and "empty.obj" in caplog.text
     counts = re.findall(r"VesselMNIST3D \w+: (\d+) record\(s\) skipped or dropped", caplog.text)
     assert sum(map(int, counts)) == 2

@@ -6,7 +6,6 @@ import csv
 import logging
 
 import numpy as np
-import pytest
 from scipy import ndimage
 
 import builders
@@ -15,14 +14,15 @@ from medmnist_plus_common.recipes import volumeops
 from medmnist_plus_common.recipes.base import RawRecord
 
 from tests.datasets.test_recipes_3d_volumes import build, volumes_by_index
-from tests.genuine.samples import FETCH_HINT, SHARED_DATA
+from tests.genuine.samples import SHARED_DATA, needs, registered
 
 VESSEL = VesselMNIST3D.RECIPE
 INTRA = SHARED_DATA / "raw" / "intra"
 DEGENERATE = "generated/vessel/obj/ArteryObjAN186-10.obj"
+needs_intra = needs(*registered("raw/intra"))  # the six meshes and the official rows of five
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "adrenalmnist3d.npz").is_file(), reason=FETCH_HINT)
+@needs("adrenalmnist3d.npz")
 def test_genuine_adrenal_28_volumes_are_fixed_points_of_the_mask_format():
     # The official 64^3 file is not here, so 64 -> 28 cannot be checked on it (it was measured exact, 200/200,
     # elsewhere). What this proves: the official 28^3 volumes have exactly the format zoom_mask writes (uint8, only
@@ -39,7 +39,7 @@ def test_genuine_adrenal_28_volumes_are_fixed_points_of_the_mask_format():
         assert (down != volume).mean() < 0.02
 
 
-@pytest.mark.skipif(not (INTRA / "vesselmnist3d_28_rows.npz").is_file(), reason=FETCH_HINT)
+@needs_intra
 def test_genuine_meshes_regenerate_their_official_volumes_exactly(tmp_path, cache_dir):
     import trimesh
 
@@ -64,7 +64,7 @@ def test_genuine_meshes_regenerate_their_official_volumes_exactly(tmp_path, cach
     assert builder.provenance()["source"] == "raw"
 
 
-@pytest.mark.skipif(not (INTRA / DEGENERATE).is_file(), reason=FETCH_HINT)
+@needs_intra
 def test_the_genuine_degenerate_segment_is_dropped_and_reported_at_every_size(tmp_path, cache_dir, caplog):
     segment = VESSEL.load(INTRA, RawRecord(DEGENERATE, 0))
     assert VESSEL.render(segment, 28, VESSEL.default_variant(28)) is None
@@ -83,7 +83,7 @@ def test_the_genuine_degenerate_segment_is_dropped_and_reported_at_every_size(tm
     assert "65^3 voxels" in builder64.provenance()["recipe"]["voxelize"]
 
 
-@pytest.mark.skipif(not (INTRA / "vesselmnist3d_28_rows.npz").is_file(), reason=FETCH_HINT)
+@needs_intra
 def test_align_and_regenerate_recover_the_official_rows_of_the_genuine_meshes(tmp_path):
     from medmnist_plus_common.release.writer import OFFICIAL_MEMBER_ORDER, write_npz_members
     from medmnist_plus_common.tools.align import align

@@ -21,7 +21,7 @@ from medmnist_plus_common.tools.derive import DeriveError, derive
 from medmnist_plus_common.tools.montage import montage
 
 from tests.fakes.releases import assert_matches_release
-from tests.genuine.samples import FETCH_HINT, SHARED_DATA
+from tests.genuine.samples import SHARED_DATA, needs, require
 from tests.integration.test_montage import assert_tiles_equal_samples
 from tests.unit.test_evaluate import perfect_scores, random_scores, sklearn_figures
 
@@ -29,10 +29,8 @@ REAL_FILES = {"breastmnist": "breastmnist.npz", "adrenalmnist3d": "adrenalmnist3
 
 
 def real_file(flag):
-    path = SHARED_DATA / REAL_FILES[flag]
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (real release files live outside the repository)")
-    return path
+    require(REAL_FILES[flag])  # skips, saying how to fetch it, when absent
+    return SHARED_DATA / REAL_FILES[flag]
 
 
 def numpy_arrays(path):
@@ -94,7 +92,7 @@ def test_official_package_folder_with_a_damaged_file_is_not_used(tmp_path, monke
     assert np.array_equal(np.stack([np.asarray(im) for im in built["image"]]), numpy_arrays(path)["val_images"])
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "adrenalmnist3d.npz").is_file(), reason=FETCH_HINT)
+@needs("adrenalmnist3d.npz")
 def test_the_genuine_28_file_cannot_be_a_source_for_64(tmp_path):
     # The genuine file here is size 28: the recipe makes 28 from 64, never 64 from 28.
     with pytest.raises(DeriveError, match=r"size 64 cannot be derived from size 28"):
@@ -102,10 +100,7 @@ def test_the_genuine_28_file_cannot_be_a_source_for_64(tmp_path):
 
 
 def test_genuine_breastmnist_file(tmp_path):
-    path = SHARED_DATA / "breastmnist.npz"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (real release files live outside the repository)")
-    with np.load(path) as arrays:
+    with np.load(real_file("breastmnist")) as arrays:
         labels = arrays["test_labels"]
     facts = load_catalog()["breastmnist"]
     scores = random_scores(facts, len(labels), seed=0, ties=True)
@@ -117,10 +112,7 @@ def test_genuine_breastmnist_file(tmp_path):
 
 @pytest.mark.parametrize("flag", ["breastmnist", "adrenalmnist3d"])
 def test_genuine_files(flag, tmp_path):
-    path = SHARED_DATA / f"{flag}.npz"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (real release files live outside the repository)")
-    with np.load(path) as data:
+    with np.load(real_file(flag)) as data:
         images = data["test_images"]
     result = montage(f"{flag}-28", "test", n=16, data_dir=str(SHARED_DATA))
     result.save(str(tmp_path / "m.png"))
@@ -130,9 +122,7 @@ def test_genuine_files(flag, tmp_path):
 
 @pytest.mark.parametrize("flag", ["breastmnist", "adrenalmnist3d"])
 def test_genuine_files_pass_against_catalog_and_file(flag, tmp_path, capsys):
-    path = SHARED_DATA / f"{flag}.npz"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (real release files live outside the repository)")
+    path = real_file(flag)
     code = main(["verify", f"{flag}-28", "--against", str(path), "--data-dir", str(SHARED_DATA), "--cache-dir",
                  str(tmp_path / "cache")])
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ from medmnist_plus_common import ChecksumError, ReleaseFileError, UnknownConfigE
 from medmnist_plus_common.catalog import load_catalog
 
 from tests.fakes.releases import official_arrays, write_fake_release
-from tests.genuine.samples import SHARED_DATA
+from tests.genuine.samples import SHARED_DATA, require
 
 COUNTS = {"train": 5, "validation": 2, "test": 3}
 
@@ -192,8 +192,7 @@ def test_unknown_config_names_suggest_the_closest(name, suggestion, cache_dir):
 
 
 def test_a_failed_build_can_be_rerun_once_the_file_is_fixed(tmp_path, cache_dir):
-    if not (SHARED_DATA / "breastmnist.npz").is_file():
-        pytest.skip("real release file absent")
+    require("breastmnist.npz")  # skips, saying how to fetch it, when absent
     data = (SHARED_DATA / "breastmnist.npz").read_bytes()
     (tmp_path / "breastmnist.npz").write_bytes(data[:-100])
     with pytest.raises(ReleaseFileError):

@@ -17,7 +17,6 @@ from medmnist_plus_common.tools.align import align
 from medmnist_plus_common.tools.calibrate import calibrate
 from medmnist_plus_common.tools.regenerate import regenerate
 
-from tests.genuine.samples import SHARED_DATA
 
 CLASSES = {"malignant": 0, "benign": 1, "normal": 1}
 
@@ -235,9 +234,6 @@ def test_unknown_sizes_are_refused(tmp_path):
     _busi_tree(tmp_path / "raw", per_class=1)
     with pytest.raises(RawSourceError, match="8 to 1024"):
         regenerate("breastmnist", tmp_path / "raw", [5], tmp_path / "o", no_checks=True)
-
-
-needs_shared = pytest.mark.skipif(not (SHARED_DATA / "raw").is_dir(), reason="../shared/data/raw is absent")
 
 
 def test_a_manifest_naming_a_file_the_recipe_leaves_out_is_refused(tmp_path):
