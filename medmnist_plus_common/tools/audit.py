@@ -204,15 +204,15 @@ def _member(facts: DatasetFacts, data: Dict[str, np.ndarray], row: int) -> dict:
 
 
 def _group(kind: str, facts: DatasetFacts, data: Dict[str, np.ndarray], rows: np.ndarray,
-           reference: Optional[np.ndarray] = None, **extra) -> Group:
-    """The group of ``rows``, members in split and index order; ``reference``: a signature to give each member's
-    distance to (near groups: their first image's, so an identical copy shows 0)."""
+           distances: bool = False, **extra) -> Group:
+    """The group of ``rows``, members in split and index order; ``distances``: give each member's distance to the
+    first member (near groups; an identical copy shows 0)."""
     rows = rows[np.lexsort((data["index"][rows], data["split"][rows]))]
     labels = data["label"][rows]
     conflict = bool((labels != labels[0]).any())
     members = [_member(facts, data, row) for row in rows]
-    if reference is not None:
-        for member, distance in zip(members, near.distances_to(data["z"], rows, reference)):
+    if distances:
+        for member, distance in zip(members, near.distances_to(data["z"], rows, data["z"][rows[0]])):
             member["distance"] = round(float(distance), 4)
     return Group(kind, members, cross_split=len(set(data["split"][rows].tolist())) > 1, label_conflict=conflict,
                  **extra)
@@ -245,11 +245,12 @@ def find_groups(facts: DatasetFacts, data: Dict[str, np.ndarray], signer: Option
         sizes = np.bincount(root, minlength=len(nodes))
         worst = np.zeros(len(nodes), dtype=np.float32)
         np.maximum.at(worst, root[found.pairs_i], found.distance)
+        by_root = np.argsort(root, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(sizes)])
         for component in np.flatnonzero(sizes > 1):
-            members = np.flatnonzero(root == component)  # nodes, ascending: the first is the reference
+            members = by_root[starts[component]:starts[component + 1]]  # its nodes
             rows = np.concatenate([by_image[bounds[image_id]:bounds[image_id + 1]] for image_id in nodes[members]])
-            group = _group("near", facts, data, rows, reference=z[members[0]], max_distance=float(worst[component]))
-            groups.append(group)
+            groups.append(_group("near", facts, data, rows, distances=True, max_distance=float(worst[component])))
     return _order(exact), _order(groups), stats
 
 

@@ -190,15 +190,15 @@ def search(signer: Signer, z: np.ndarray, threshold: float, max_comparisons: int
     for task in _split_tasks(tasks):
         if not len(task[0]):
             continue
+        if compared >= max_comparisons:
+            complete = False
+            break
         batch.append(task)
         pending += int((task[1] * task[3]).sum())
-        if pending >= _PAIR_BATCH:
+        if pending >= min(_PAIR_BATCH, max_comparisons - compared):
             run(batch)
             batch, pending = [], 0
-            if compared >= max_comparisons:
-                complete = False
-                break
-    if batch and complete:
+    if batch:
         run(batch)
     if not found_i:
         return NearSearch(empty, empty, np.empty(0, np.float32), compared, complete)
