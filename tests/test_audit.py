@@ -129,6 +129,15 @@ def test_a_build_and_an_export_give_the_same_groups(config, releases, tmp_path, 
         assert other["exact_groups"] == from_file["exact_groups"]
         assert other["near_groups"] == from_file["near_groups"]
         assert other["summary"] == from_file["summary"]
+    # the export's card states the exact-duplicate counts the audit finds
+    summary = from_file["summary"]
+    counts = {"groups": summary["exact_groups"], "rows": summary["exact_rows"],
+              "cross_split": summary["exact_cross_split"], "label_conflict": summary["exact_label_conflict"]}
+    assert json.loads((out / "medmnist_plus.json").read_text())[config]["duplicates"] == counts
+    card = (out / "README.md").read_text()
+    assert "## Duplicates" in card
+    assert f"| `{config}` | {counts['groups']} | {counts['rows']} | {counts['cross_split']} | " \
+           f"{counts['label_conflict']} |" in card
 
 
 def test_exit_status_0_without_cross_split_groups_and_near_off(releases, tmp_path, capsys):
@@ -190,7 +199,8 @@ def test_the_near_search_finds_every_pair_a_brute_force_finds(cluster):
         found = near.search(signer, z, threshold)
         i, j = np.triu_indices(len(z), 1)
         brute = near.distances(z, i, j) <= threshold
-        assert set(zip(found.pairs_i.tolist(), found.pairs_j.tolist())) == set(zip(i[brute].tolist(), j[brute].tolist()))
+        expected = set(zip(i[brute].tolist(), j[brute].tolist()))
+        assert set(zip(found.pairs_i.tolist(), found.pairs_j.tolist())) == expected
         assert found.complete and found.compared <= len(i)
     capped = near.search(signer, z, 0.8, max_comparisons=10)
     assert not capped.complete and capped.compared >= 10

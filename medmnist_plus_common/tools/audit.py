@@ -59,7 +59,8 @@ class Group:
         return out
 
     def describe(self) -> str:
-        flags = [name for name, on in (("CROSS-SPLIT", self.cross_split), ("LABEL CONFLICT", self.label_conflict)) if on]
+        flags = [name for name, on in (("CROSS-SPLIT", self.cross_split), ("LABEL CONFLICT", self.label_conflict))
+                 if on]
         shown = ", ".join(f"{m['split']}[{m['index']}] label {m['label']}" for m in self.members[:6])
         more = f", ... ({len(self.members)} rows)" if len(self.members) > 6 else ""
         distance = f" (d <= {self.max_distance:.3f})" if self.max_distance is not None else ""
@@ -332,3 +333,37 @@ def print_report(report: AuditReport, out=None, shown: int = SHOWN) -> None:
     print(report.summary(), file=out)
     verdict = "LEAK: duplicates across splits (exit status 1)" if report.leaks else "no duplicates across splits"
     print(verdict, file=out)
+
+
+def stored_duplicate_counts(config: str, dataset) -> Dict[str, int]:
+    """Exact-duplicate counts of a built or exported ``DatasetDict`` (for the dataset card), as ``audit --near 0``
+    counts them but without decoding: each row's stored value is digested (a 2D image's PNG bytes, which one build
+    encodes deterministically from the pixels, so equal bytes mean equal pixels and the reverse; raw arrays and
+    volumes as they are)."""
+    from .rows import _labels as arrow_labels
+    from .rows import _pixels
+
+    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    column = "volume" if facts.dims == 3 else "image"
+    collected = _Collected()
+    for number, split in enumerate(SPLITS):
+        if split not in dataset:
+            continue
+        tables = dataset[split].select_columns(["index", "label", column]).with_format("arrow")
+        for table in tables.iter(batch_size=256):
+            values = table.column(column).combine_chunks()
+            storage = values.storage if hasattr(values, "storage") else values
+            if hasattr(storage.type, "get_field_index") and storage.type.get_field_index("bytes") >= 0:
+                stored = [value or b"" for value in storage.field("bytes").to_pylist()]  # PNG bytes
+            else:
+                stored = [np.ascontiguousarray(p) for p in _pixels(values, facts, size)]
+            digests = np.frombuffer(b"".join(hashlib.blake2b(v, digest_size=16).digest() for v in stored),
+                                    dtype=np.uint8).reshape(len(stored), 16)
+            index = table.column("index").to_numpy().astype(np.int64)
+            labels = _labels(facts, arrow_labels(table.column("label"), facts))
+            collected.add(number, (index, labels, digests, None, None))
+    if not collected.parts["index"]:
+        return {"groups": 0, "rows": 0, "cross_split": 0, "label_conflict": 0}
+    exact, _, _ = find_groups(facts, collected.arrays(), None, 0.0)
+    return {"groups": len(exact), "rows": sum(len(g.members) for g in exact),
+            "cross_split": sum(g.cross_split for g in exact), "label_conflict": sum(g.label_conflict for g in exact)}

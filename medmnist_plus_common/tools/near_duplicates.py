@@ -52,7 +52,7 @@ class Signer:
     """Signatures of the rows of one config: ``shape`` the row shape (H x W [x 3] or D x H x W), ``dims`` 2 or 3."""
 
     def __init__(self, shape: Sequence[int], dims: int, grid: int = GRID):
-        self.shape, self.dims = tuple(shape), dims
+        self.shape, self.dims, self.grid = tuple(shape), dims, grid
         self.weights = [block_weights(s, grid) for s in self.shape[:dims]]
         thumb = (grid,) * dims + tuple(self.shape[dims:])  # 2D RGB keeps its 3 channels
         self.size = int(np.prod(thumb))
@@ -68,10 +68,17 @@ class Signer:
         out = np.empty((len(rows), self.size), dtype=np.float32)
         step = max(1, _SUB_BATCH_BYTES // max(int(np.prod(self.shape)), 1))
         for start in range(0, len(rows), step):
-            x = rows[start:start + step].astype(np.float32)
-            for axis, weights in enumerate(self.weights, start=1):  # separable: one spatial axis at a time
-                x = np.moveaxis(np.tensordot(x, weights, axes=([axis], [1])), -1, axis)
-            out[start:start + step] = x.reshape(len(x), -1)
+            x, scale = rows[start:start + step], 1
+            for axis, (size, weights) in enumerate(zip(self.shape, self.weights), start=1):  # one axis at a time
+                if size % self.grid == 0 and x.dtype != np.float32:
+                    # whole pixels per block (every official size but 28): integer sums, no float copy of the rows
+                    block = size // self.grid
+                    x = x.reshape(x.shape[:axis] + (self.grid, block) + x.shape[axis + 1:])
+                    x = x.sum(axis + 1, dtype=np.uint32)
+                    scale *= block
+                else:  # fractional blocks: weighted means
+                    x = np.moveaxis(np.tensordot(x.astype(np.float32), weights, axes=([axis], [1])), -1, axis)
+            out[start:start + step] = x.reshape(len(x), -1).astype(np.float32) / scale
         return out
 
     def sign(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
