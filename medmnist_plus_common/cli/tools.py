@@ -131,7 +131,7 @@ def cmd_audit(args) -> int:
 
 
 def add_audit_parser(commands) -> None:
-    from ..tools.near_duplicates import DEFAULT_THRESHOLD
+    from ..tools import DEFAULT_NEAR_THRESHOLD as DEFAULT_THRESHOLD  # no numpy: --help stays light
 
     command = commands.add_parser(
         "audit", help="exact and near duplicates within and across splits (exit status 1 when any cross splits)")

@@ -29,9 +29,10 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from . import DEFAULT_NEAR_THRESHOLD as DEFAULT_THRESHOLD  # README (`audit`): how it was chosen
+
 GRID = 8
 FLAT_SIGMA = 1.0  # gray levels: a thumbnail flatter than this is not compared
-DEFAULT_THRESHOLD = 0.03  # see the README (`audit`): measured on the genuine BreastMNIST and AdrenalMNIST3D files
 MAX_COMPARISONS = 50_000_000  # candidate pairs compared at most
 _PAIR_BATCH = 1 << 18  # candidate pairs expanded at a time
 _ELEMENTS = 1 << 22  # signature values compared at a time (bounds the temporary arrays)

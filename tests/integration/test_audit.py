@@ -1,7 +1,7 @@
 """`medmnist-plus audit`: planted exact and near duplicates (within and across splits, with conflicting labels) are
 found in 2D gray, 2D RGB, multi-label and 3D fake releases, the same from the release file, a local build and an
-export; exit status 0/1/2; the JSON layout; the near search finds every close pair; the genuine BreastMNIST file's
-known pair (train[115] = test[76], labels 0 and 1)."""
+export (whose card states the counts); exit status 0/1/2; the JSON layout; the near search finds every close pair.
+The genuine BreastMNIST file's known pair: tests/genuine/test_audit_breastmnist.py."""
 
 import json
 
@@ -15,7 +15,7 @@ from medmnist_plus_common.publish.push import export
 from medmnist_plus_common.release.reader import member_name
 from medmnist_plus_common.tools import near_duplicates as near
 
-from .conftest import SHARED_DATA, official_arrays, write_fake_release
+from tests.fakes.releases import official_arrays, write_fake_release
 
 COUNTS = {"train": 12, "validation": 6, "test": 6}
 CONFIGS = ["pneumoniamnist-28", "bloodmnist-28", "chestmnist-28", "organmnist3d-28"]
@@ -160,6 +160,7 @@ def test_exit_status_0_without_cross_split_groups_and_near_off(releases, tmp_pat
 
 def test_errors_exit_2_with_one_paragraph(releases, tmp_path, capsys):
     root, _ = releases
+    (tmp_path / "empty").mkdir()  # a folder without the release file
     code = main(["audit", "pneumoniamnist-28", "--data-dir", str(tmp_path / "empty"), "--cache-dir",
                  str(root / "cache"), "--no-checks"])
     err = capsys.readouterr().err
@@ -218,14 +219,3 @@ def test_the_thumbnail_does_not_depend_on_the_size():
         signatures.append(near.Signer((size, size), 2).sign(pixels)[0])
     for other in signatures[1:]:
         assert np.abs(other.astype(np.float32) - signatures[0]).mean() < near.DEFAULT_THRESHOLD
-
-
-@pytest.mark.skipif(not (SHARED_DATA / "breastmnist.npz").exists(), reason="needs ../shared/data/breastmnist.npz")
-def test_the_genuine_breastmnist_pair_is_found(tmp_path, capsys):
-    code, result, printed = run_audit(["breastmnist-28", "--data-dir", str(SHARED_DATA), "--cache-dir",
-                                       str(tmp_path / "cache")], tmp_path, capsys)  # the official file: MD5 checked
-    assert code == 1, printed.err
-    pair = [g for g in result["exact_groups"] if members(g) == {("train", 115), ("test", 76)}]
-    assert len(pair) == 1 and pair[0]["cross_split"] and pair[0]["label_conflict"]
-    assert sorted(m["label"] for m in pair[0]["members"]) == [0, 1]
-    assert result["rows"] == {"train": 546, "validation": 78, "test": 156}
