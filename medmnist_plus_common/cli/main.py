@@ -18,7 +18,7 @@ from .. import __version__
 from ..catalog import ANY_SIZE_RANGE, SPLITS, config_ref, load_catalog
 from ..errors import MedMNISTPlusError
 from .raw import add_derive_parser, add_raw_parsers, add_raw_source_arguments
-from .tools import add_evaluate_parser, add_montage_parser, add_verify_parser
+from .tools import add_audit_parser, add_evaluate_parser, add_montage_parser, add_verify_parser
 
 
 def _split_counts(counts) -> str:
@@ -263,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_verify_parser(commands)
     add_montage_parser(commands)
+    add_audit_parser(commands)
     add_derive_parser(commands)
     return parser
 

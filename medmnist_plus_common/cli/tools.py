@@ -1,4 +1,4 @@
-"""The commands that read a build, an export or a Hub repo: ``verify``, ``evaluate``, ``montage``."""
+"""The commands that read a build, an export or a Hub repo: ``verify``, ``evaluate``, ``montage``, ``audit``."""
 
 from __future__ import annotations
 
@@ -112,3 +112,46 @@ def add_evaluate_parser(commands) -> None:
     command.add_argument("--json", help="also write {auc, acc, task, n} to this file")
     add_verbose_flag(command)
     command.set_defaults(run=friendly_errors(cmd_evaluate))
+
+
+def cmd_audit(args) -> int:
+    from ..tools.audit import audit, print_report, write_json
+
+    progress = Progress()
+    report = audit(args.config, data_dir=args.data_dir, repo=args.repo, cache_dir=args.cache_dir, source=args.source,
+                   manifest=args.manifest, build=args.build, no_checks=args.no_checks, threshold=args.near,
+                   progress=progress.update)
+    progress.done()
+    if args.json:
+        write_json(report, args.json)
+    print_report(report, shown=args.show)
+    if args.json:
+        print(f"All groups written to {args.json}")
+    return report.exit_code
+
+
+def add_audit_parser(commands) -> None:
+    from ..tools import DEFAULT_NEAR_THRESHOLD as DEFAULT_THRESHOLD  # no numpy: --help stays light
+
+    command = commands.add_parser(
+        "audit", help="exact and near duplicates within and across splits (exit status 1 when any cross splits)")
+    command.add_argument("config", help='"<flag>-<size>", e.g. breastmnist-28')
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", help="folder holding the release file (official, regenerated or derived), "
+                                          "or an exported folder")
+    where.add_argument("--repo", help="a Hub repo id or exported folder to stream the rows from")
+    command.add_argument("--json", help="write every group and the summary to this file (layout: README, `audit`)")
+    command.add_argument("--near", type=float, default=DEFAULT_THRESHOLD,
+                         help=f"near-duplicate threshold on the normalized thumbnail distance (default "
+                              f"{DEFAULT_THRESHOLD}; 0: exact duplicates only)")
+    command.add_argument("--build", action="store_true",
+                         help="read the local Arrow build (built first if needed) instead of the release file")
+    command.add_argument("--no-checks", action="store_true",
+                         help="accept a non-official file (subset, benchmark): warn instead of failing on MD5/rows")
+    command.add_argument("--cache-dir", help="datasets cache folder")
+    command.add_argument("--source", default="official",
+                         help="official (default) or raw: regenerate the rows from the raw collection in --data-dir")
+    command.add_argument("--manifest", help="raw source: CSV split,index,record[,label] giving the official indices")
+    command.add_argument("--show", type=int, default=10, help="groups of each kind printed (default 10)")
+    add_verbose_flag(command)
+    command.set_defaults(run=friendly_errors(cmd_audit))

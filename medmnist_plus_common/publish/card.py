@@ -104,6 +104,7 @@ def _body(refs: List[ConfigRef], provenance: Dict[str, dict], published_counts: 
         kind = f"{facts.dims}D, {'x'.join([str(size)] * facts.dims)}{' RGB' if facts.channels == 3 else ''}"
         origin = _origin_text(p)
         lines.append(f"| `{name}` | {facts.title} | {kind} | {facts.task} | {counts} | {facts.license} | {origin} |")
+    lines += _duplicates_section(refs, provenance)
     previews = [ref.name for ref in refs if provenance[ref.name].get("preview")]
     if previews:  # montages written by push/export: the first training samples, captioned "label #index"
         lines += ["", "## Previews", "", "The first training samples of each config, captioned with label and `index`"
@@ -155,6 +156,25 @@ def _body(refs: List[ConfigRef], provenance: Dict[str, dict], published_counts: 
         "",
     ]
     return "\n".join(lines)
+
+
+def _duplicates_section(refs: List[ConfigRef], provenance: Dict[str, dict]) -> List[str]:
+    """Exact-duplicate counts of each config that has them (counted by push/export)."""
+    counted = [ref.name for ref in refs if isinstance(provenance[ref.name].get("duplicates"), dict)]
+    if not counted:
+        return []
+    lines = ["", "## Duplicates", "",
+             "Groups of examples with identical pixels in each config, as published (counted by medmnist-plus; "
+             "`medmnist-plus audit <config>` lists them, and near duplicates too). A group *across splits* puts the "
+             "same image in two of train, validation and test (leakage); one *with conflicting labels* gives the "
+             "same image different labels. No example is removed: they are published as their release file has them.",
+             "", "| config | groups of identical images | examples in them | across splits | with conflicting labels |",
+             "|---|---|---|---|---|"]
+    for name in counted:
+        d = provenance[name]["duplicates"]
+        lines.append(f"| `{name}` | {d.get('groups', 0):,} | {d.get('rows', 0):,} | {d.get('cross_split', 0):,} | "
+                     f"{d.get('label_conflict', 0):,} |")
+    return lines
 
 
 def _regeneration_note(provenance: Dict[str, dict]) -> str:

@@ -123,6 +123,14 @@ def _with_preview(origin: dict, name: str, dataset, *, out_dir: Optional[str] = 
     return {**origin, "preview": path}
 
 
+def _with_duplicates(origin: dict, name: str, dataset) -> dict:
+    """The config's exact-duplicate counts (groups of identical images, across splits, with conflicting labels), as
+    ``medmnist-plus audit --near 0`` finds them, noted in its provenance for the card."""
+    from ..tools.audit import stored_duplicate_counts
+
+    return {**origin, "duplicates": stored_duplicate_counts(name, dataset)}
+
+
 # ---------------------------------------------------------------------------------------------- export
 
 
@@ -143,7 +151,7 @@ def export(out_dir: str, config_names: Iterable[Union[str, ConfigRef]], *, max_s
         provenance.pop(name, None)  # unlisted while its shards are replaced
         _write_local_card(out_dir, metadata, provenance)
         info = _write_parquet_config(out_dir, name, dataset, max_shard_size, num_shards)
-        origin = _with_preview(origin, name, dataset, out_dir=out_dir)
+        origin = _with_duplicates(_with_preview(origin, name, dataset, out_dir=out_dir), name, dataset)
         metadata = _with_config_metadata(metadata, name, info)
         provenance[name] = origin
         _write_local_card(out_dir, metadata, provenance)
@@ -248,6 +256,8 @@ def push(repo_id: str, config_names: Optional[Iterable[Union[str, ConfigRef]]], 
                 dataset.push_to_hub(repo_id, config_name=name, num_shards=shards, token=token, private=private,
                                     commit_message=f"Upload {name} (medmnist-plus)")
             origin = _with_preview(origin, name, dataset, api=api, repo_id=repo_id)
+            if "duplicates" not in origin:  # an export made before the card counted them
+                origin = _with_duplicates(origin, name, dataset)
             _update_hub_card(api, repo_id, add=(name, origin))
             pushed.append(name)
             logger.info("Pushed %s to %s", name, repo_id)
