@@ -157,6 +157,20 @@ def gz_reading(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(scope="module")
+def medmnist_datasets():
+    """medmnist 3.0.2's dataset classes, for the drop-in's comparisons (skips without medmnist or torch)."""
+    from tests.integration.test_compat import official_package
+
+    return official_package(classes=True)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One datasets cache for a module's builds of the same files."""
+    return str(tmp_path_factory.mktemp("compat-cache"))
+
+
 TIERS = ("unit", "datasets", "integration", "genuine")
 
 

@@ -78,10 +78,17 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _raw_command(commands, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """A command that reads a raw collection: its dataset flag and the folder the collection was unpacked into."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument("flag", help=f"dataset flag, e.g. {example}")
+    command.add_argument("--data-dir", required=True, help="the folder the raw collection was unpacked into")
+    return command
+
+
 def add_raw_parsers(commands) -> None:
-    regen = commands.add_parser("regenerate", help="write release files (official format) from a raw collection")
-    regen.add_argument("flag", help="dataset flag, e.g. pneumoniamnist")
-    regen.add_argument("--data-dir", required=True, help="the folder the raw collection was unpacked into")
+    regen = _raw_command(commands, "regenerate", "write release files (official format) from a raw collection",
+                         "pneumoniamnist")
     regen.add_argument("--sizes", default="28,64,128,224", help="comma-separated sizes (8-1024), default 28,64,128,224")
     regen.add_argument("--out", required=True, help="folder for <flag>.npz / <flag>_<size>.npz, the manifest, provenance")
     regen.add_argument("--manifest", help="CSV split,index,record[,label] with the official indices (from `align`)")
@@ -92,9 +99,7 @@ def add_raw_parsers(commands) -> None:
                        help="accept split sizes that differ from the catalog (a partial collection)")
     regen.set_defaults(run=cmd_regenerate)
 
-    align = commands.add_parser("align", help="recover the official split and index of each raw record")
-    align.add_argument("flag", help="dataset flag, e.g. breastmnist")
-    align.add_argument("--data-dir", required=True, help="the folder the raw collection was unpacked into")
+    align = _raw_command(commands, "align", "recover the official split and index of each raw record", "breastmnist")
     align.add_argument("--release", required=True, help="an official release file of this dataset (e.g. 28 px)")
     align.add_argument("--out", required=True, help="manifest CSV to write (a report goes beside it)")
     align.add_argument("--num-proc", type=int, default=1, help="processes decoding and resizing records")
@@ -104,9 +109,8 @@ def add_raw_parsers(commands) -> None:
     align.add_argument("--show", type=int, default=20, help="how many non-exact records to print")
     align.set_defaults(run=cmd_align)
 
-    calibrate = commands.add_parser("calibrate", help="compare recipe variants with an official release file")
-    calibrate.add_argument("flag", help="dataset flag, e.g. pneumoniamnist")
-    calibrate.add_argument("--data-dir", required=True, help="the folder the raw collection was unpacked into")
+    calibrate = _raw_command(commands, "calibrate", "compare recipe variants with an official release file",
+                             "pneumoniamnist")
     calibrate.add_argument("--release", required=True, help="an official release file (its size is the one tested)")
     calibrate.add_argument("--manifest", required=True, help="the records to compare with their official rows")
     calibrate.add_argument("--limit", type=int, default=200, help="compare at most this many records (default 200)")

@@ -118,7 +118,7 @@ def cmd_audit(args) -> int:
     from ..tools.audit import audit, print_report, write_json
 
     progress = Progress()
-    report = audit(args.config, data_dir=args.data_dir, repo=args.repo, cache_dir=args.cache_dir, source=args.source,
+    report = audit(config_ref(args.config), data_dir=args.data_dir, repo=args.repo, cache_dir=args.cache_dir, source=args.source,
                    manifest=args.manifest, build=args.build, no_checks=args.no_checks, threshold=args.near,
                    progress=progress.update)
     progress.done()

@@ -25,11 +25,11 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..catalog import SPLITS, DatasetFacts, load_catalog
+from ..catalog import SPLITS, ConfigRef, DatasetFacts, config_ref
 from ..errors import MedMNISTPlusError
 from . import near_duplicates as near
 
@@ -255,7 +255,7 @@ def find_groups(facts: DatasetFacts, data: Dict[str, np.ndarray], signer: Option
     return _order(exact), _order(groups), stats
 
 
-def audit(config: str, *, data_dir: Optional[str] = None, repo: Optional[str] = None, cache_dir: Optional[str] = None,
+def audit(config: Union[str, ConfigRef], *, data_dir: Optional[str] = None, repo: Optional[str] = None, cache_dir: Optional[str] = None,
           source: str = "official", manifest: Optional[str] = None, build: bool = False, no_checks: bool = False,
           threshold: float = near.DEFAULT_THRESHOLD, progress=None) -> AuditReport:
     """Audit ``config`` from ``repo`` (Hub id or exported folder), ``data_dir`` (release file or export), the local
@@ -265,18 +265,19 @@ def audit(config: str, *, data_dir: Optional[str] = None, repo: Optional[str] = 
     if not 0 <= threshold <= 1:
         raise AuditError(f"--near must be between 0 (no near-duplicate search) and 1 (got {threshold}); the default "
                          f"{near.DEFAULT_THRESHOLD} is explained in the README (`audit`).")
-    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    ref = config_ref(config)  # parsed once (or given parsed), passed on
+    facts, size, config = ref.facts, ref.size, ref.name
     signer = near.Signer(facts.image_shape(size), facts.dims) if threshold > 0 else None
     collected, rows, where = _Collected(), {}, [""]
     remote = repo is not None or is_exported_folder(data_dir, config)
     if remote or build or source != "official":
         def chunks_of(split):
-            opened = open_split(config, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source,
+            opened = open_split(ref, split, data_dir=data_dir, repo=repo, cache_dir=cache_dir, source=source,
                                 manifest=manifest, build=True, no_checks=no_checks)
             where[0] = f"{opened.kind} {opened.where}"
             return _opened_chunks(opened)
     else:
-        path, index_dir, where[0] = _release_file(config, data_dir, cache_dir, no_checks)
+        path, index_dir, where[0] = _release_file(ref, data_dir, cache_dir, no_checks)
 
         def chunks_of(split):
             return _release_chunks(path, split, facts, index_dir)
@@ -290,7 +291,7 @@ def audit(config: str, *, data_dir: Optional[str] = None, repo: Optional[str] = 
                        stats["complete"])
 
 
-def _release_file(config: str, data_dir, cache_dir, no_checks: bool) -> Tuple[str, str, str]:
+def _release_file(config: ConfigRef, data_dir, cache_dir, no_checks: bool) -> Tuple[str, str, str]:
     """The release file the builder would read (official, regenerated or derived), its header checked."""
     from .. import builder_for
     from ..release.reader import check_release
@@ -335,7 +336,7 @@ def print_report(report: AuditReport, out=None, shown: int = SHOWN) -> None:
     print(verdict, file=out)
 
 
-def stored_duplicate_counts(config: str, dataset) -> Dict[str, int]:
+def stored_duplicate_counts(config: Union[str, ConfigRef], dataset) -> Dict[str, int]:
     """Exact-duplicate counts of a built or exported ``DatasetDict`` (for the dataset card), as ``audit --near 0``
     counts them but without decoding: each row's stored value is digested (a 2D image's PNG bytes, which one build
     encodes deterministically from the pixels, so equal bytes mean equal pixels and the reverse; raw arrays and
@@ -343,7 +344,7 @@ def stored_duplicate_counts(config: str, dataset) -> Dict[str, int]:
     from .rows import _labels as arrow_labels
     from .rows import _pixels
 
-    facts, size = load_catalog().parse_config_name(config, any_size=True)
+    facts, size = config_ref(config)
     column = "volume" if facts.dims == 3 else "image"
     collected = _Collected()
     for number, split in enumerate(SPLITS):

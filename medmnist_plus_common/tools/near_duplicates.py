@@ -29,7 +29,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from . import DEFAULT_NEAR_THRESHOLD as DEFAULT_THRESHOLD  # README (`audit`): how it was chosen
+from . import DEFAULT_NEAR_THRESHOLD as DEFAULT_THRESHOLD  # noqa: F401 (README `audit`: how it was chosen)
 
 GRID = 8
 FLAT_SIGMA = 1.0  # gray levels: a thumbnail flatter than this is not compared

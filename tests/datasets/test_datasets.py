@@ -93,7 +93,6 @@ def test_every_official_config_builds_from_its_release_file(config, tmp_path, ca
 
 
 def test_chestmnist_multilabel_feature_and_label_names(tmp_path, cache_dir):
-    facts = load_catalog()["chestmnist"]
     counts = {"train": 4, "validation": 2, "test": 2}
     _, arrays = write_fake_release(tmp_path, "chestmnist", 28, counts)
     arrays["train_labels"][:] = 0

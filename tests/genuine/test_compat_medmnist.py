@@ -11,21 +11,11 @@ from PIL import Image
 from medmnist_plus_common import compat
 
 from tests.genuine.samples import FETCH_HINT, SHARED_DATA
-from tests.integration.test_compat import assert_same_item, official_package, scale, shift
+from tests.integration.test_compat import assert_same_item, scale, shift
 
 pytestmark = pytest.mark.torch  # compared with medmnist 3.0.2 (and torch) in the CI stage that installs them
 
 GENUINE = {"BreastMNIST": "breastmnist.npz", "AdrenalMNIST3D": "adrenalmnist3d.npz"}
-
-
-@pytest.fixture(scope="module")
-def medmnist_datasets():
-    return official_package(classes=True)
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("compat-cache"))
 
 
 @pytest.fixture(scope="module")

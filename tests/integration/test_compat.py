@@ -67,16 +67,6 @@ def medmnist():
     return official_package()
 
 
-@pytest.fixture(scope="module")
-def medmnist_datasets():
-    return official_package(classes=True)
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("compat-cache"))
-
-
 def assert_same_item(official, ours):
     (image, target), (our_image, our_target) = official, ours
     assert type(our_image) is type(image)
