@@ -78,7 +78,8 @@ def cmd_build(args) -> int:
 
     ref = config_ref(args.config)  # parsed once; the builder explains non-official sizes
     kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url,
-              "image_storage": args.image_storage, "source": args.source, "manifest": args.manifest,
+              "image_storage": args.image_storage, "manifest": args.manifest,
+              "source": args.source if args.source != "official" else None,  # only what the user set
               "recipe_variant": args.variant, "skip_bad": args.skip_bad or None}
     instance = builder_for(ref, **{k: v for k, v in kwargs.items() if v is not None})
     # datasets reuses a finished cache folder (it writes dataset_info.json last) unless asked to rebuild

@@ -7,6 +7,7 @@ dataset's recipe. The sources are in :mod:`.sources`; this module keeps features
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -106,6 +107,16 @@ def _tree_stamp(folder: str) -> str:
     return f"{count}-{total}-{latest}"
 
 
+def _explicit_options(config_kwargs: dict, config: Optional[MedMNISTConfig]) -> dict:
+    """``config_kwargs`` without the ones that change nothing: None (unset) and values equal to ``config``'s own
+    (a named config) or to the field defaults (a config made on the fly). Unknown keys stay, for datasets to
+    reject."""
+    defaults = {f.name: getattr(config, f.name) if config is not None else f.default
+                for f in dataclasses.fields(MedMNISTConfig) if f.default is not dataclasses.MISSING}
+    return {key: value for key, value in config_kwargs.items()
+            if value is not None and not (key in defaults and value == defaults[key])}
+
+
 class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     """Builds one MedMNIST+ config into Arrow (or streams it) from its source (see :mod:`.sources`)."""
 
@@ -147,6 +158,10 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         elif config_kwargs.get("data_dir"):
             config_kwargs["local_file_stamp"] = file_identity(
                 os.path.join(config_kwargs["data_dir"], facts.files[size].file))
+        # Only what differs from the config's defaults keys the cache: datasets derives the config id from the
+        # kwargs as passed, so `image_storage="png"` or `source="official"` (the CLI's defaults) would otherwise
+        # build the same data again into a second folder.
+        config_kwargs = _explicit_options(config_kwargs, self.builder_configs.get(config_name))
         if config_name in known:
             return super()._create_builder_config(config_name, custom_features, config_id, **config_kwargs)
         # Any size from a raw source: a config made on the fly (its kwargs key the cache).

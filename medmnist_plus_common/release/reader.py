@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,6 +30,16 @@ logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 16 * 2**20  # rows are read in chunks of about this many bytes
 _REDOWNLOAD = "Delete it and download it again (or pass the right file with data_dir)."
+
+# What zipfile and zlib raise on damaged bytes (a directory or local header that names impossible offsets,
+# sizes, versions or methods; a deflate stream that does not inflate; a short file): the exceptions are caught
+# only around the calls that read the file, and become a ReleaseFileError naming it.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError, OverflowError, ValueError,
+               struct.error)
+# numpy's .npy header parser on damaged bytes: ValueError for most, but ast.literal_eval raises TypeError on an
+# unhashable key, and the fallback filter for Python 2 headers tokenize.TokenError or SyntaxError.
+_HEADER_DAMAGE = _ZIP_DAMAGE + (TypeError, SyntaxError, tokenize.TokenError, RecursionError)
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # what np.savez(_compressed) writes
 
 
 @dataclass(frozen=True)
@@ -52,12 +64,18 @@ def member_name(split: str, kind: str) -> str:
 
 
 def _read_header(stream) -> Tuple[Tuple[int, ...], bool, np.dtype]:
+    """The ``.npy`` header of a member: versions 1.0 and 2.0 (np.save writes 3.0 only for utf-8 field names of
+    structured dtypes, which no release has); any other version is a damaged file (ValueError)."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(stream)
     if version == (2, 0):
         return np.lib.format.read_array_header_2_0(stream)
-    return np.lib.format._read_array_header(stream, version)  # (3, 0): utf-8 field names
+    raise ValueError(f".npy format version {version[0]}.{version[1]}, not 1.0 or 2.0")
+
+
+def _describe(err: BaseException) -> str:
+    return str(err) or type(err).__name__  # EOFError and some OSErrors have no message
 
 
 def _read_exact(stream, nbytes: int, path: str, member: str) -> bytes:
@@ -86,9 +104,10 @@ class ReleaseArchive:
             self._zip = zipfile.ZipFile(self.path)
         except FileNotFoundError:
             raise ReleaseFileError(f"{self.path}: file not found.") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except _ZIP_DAMAGE as err:
             raise ReleaseFileError(
-                f"{self.path}: not a readable .npz (zip) file ({err}); it is truncated or corrupt. {_REDOWNLOAD}"
+                f"{self.path}: not a readable .npz (zip) file ({_describe(err)}); it is truncated or corrupt. "
+                f"{_REDOWNLOAD}"
             ) from err
         self._members = {info.filename: info for info in self._zip.infolist()}
 
@@ -116,12 +135,30 @@ class ReleaseArchive:
 
     def _open(self, name: str):
         member = self._member(name)
+        info = self._members[member]
+        problem = None
+        if info.compress_type not in _METHODS:
+            problem = f"its zip directory gives compression method {info.compress_type}, not stored or deflated"
+        elif info.flag_bits & 0x1:
+            problem = "its zip directory marks it encrypted"
+        if problem:
+            raise ReleaseFileError(f"{self.path}: cannot read array {name!r}: {problem}; the file is corrupt. "
+                                   f"{_REDOWNLOAD}")
         try:
             stream = self._zip.open(member)
-            shape, fortran_order, dtype = _read_header(stream)
-        except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError) as err:
+        except _ZIP_DAMAGE as err:
             raise ReleaseFileError(
-                f"{self.path}: cannot read the header of array {name!r} ({err}); the file is corrupt. {_REDOWNLOAD}"
+                f"{self.path}: cannot open array {name!r} ({_describe(err)}); the file is corrupt. {_REDOWNLOAD}"
+            ) from err
+        try:
+            shape, fortran_order, dtype = _read_header(stream)
+            if any(length < 0 for length in shape):
+                raise ValueError(f"shape {shape} has a negative length")
+        except _HEADER_DAMAGE as err:
+            stream.close()
+            raise ReleaseFileError(
+                f"{self.path}: cannot read the header of array {name!r} ({_describe(err)}); the file is corrupt. "
+                f"{_REDOWNLOAD}"
             ) from err
         return stream, ArrayHeader(member, tuple(shape), np.dtype(dtype), fortran_order)
 
@@ -158,6 +195,14 @@ class ReleaseArchive:
         if header.fortran_order:
             stream.close()
             raise ReleaseFileError(f"{self.path}: array {name!r} is stored in Fortran order; releases are C order.")
+        ranges, position = [], 0
+        for start, stop in row_ranges:  # checked before reading: a bad range is the caller's bug, not the file's
+            stop = header.rows if stop is None else stop
+            if not position <= start <= stop <= header.rows:
+                stream.close()
+                raise ValueError(f"bad row range {(start, stop)} for {header.rows} rows at row {position}")
+            ranges.append((start, stop))
+            position = stop
         row_bytes = max(header.row_bytes, 1)
         chunk_rows = max(1, CHUNK_BYTES // row_bytes)
         position = 0
@@ -169,10 +214,7 @@ class ReleaseArchive:
                 index_file = self._index_file(header.member)
                 index = self._usable_index(index_file, header.member)
                 stream = self._member_reader(header, data_start, 0, index, record=index_file is not None)
-            for start, stop in row_ranges:
-                stop = header.rows if stop is None else stop
-                if not 0 <= start <= stop <= header.rows or start < position:
-                    raise ValueError(f"bad row range {(start, stop)} for {header.rows} rows at row {position}")
+            for start, stop in ranges:
                 if index is not None and (start - position) * row_bytes > 2 * deflate_index.SPAN:
                     stream.close()  # far ahead: start again at the access point before the range
                     stream = self._member_reader(header, data_start, start, index)
@@ -193,9 +235,11 @@ class ReleaseArchive:
                 )
             if index is None and index_file and getattr(stream, "complete_index", None) is not None:
                 _save_index(stream.complete_index, index_file)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        except ReleaseFileError:
+            raise
+        except _ZIP_DAMAGE as err:
             raise ReleaseFileError(
-                f"{self.path}: array {name!r} is corrupt ({err}). {_REDOWNLOAD}"
+                f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}"
             ) from err
         finally:
             stream.close()
@@ -242,6 +286,19 @@ class ReleaseArchive:
                                                   data_start + row * header.row_bytes, index=index,
                                                   record=record and index is None)
 
+    def raise_if_damaged(self, *names: str) -> None:
+        """Read these arrays' members to their end: a member whose bytes are damaged (its deflate stream or CRC-32
+        fails) raises the error that says so. For a header that looks wrong, which a damaged member explains better
+        than a mismatched file (its CRC-32 is checked only at its end)."""
+        for name in names:
+            try:
+                with self._zip.open(self._member(name)) as stream:
+                    while stream.read(CHUNK_BYTES):
+                        pass
+            except _ZIP_DAMAGE as err:
+                raise ReleaseFileError(
+                    f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}") from err
+
     def index_members(self, names: Sequence[str]) -> None:
         """Record the access points of these arrays now (one pass over each), if they have none yet."""
         for name in names:
@@ -251,8 +308,9 @@ class ReleaseArchive:
             if index_file and self._indexable(header) and self._usable_index(index_file, header.member) is None:
                 try:
                     index = deflate_index.build_index(self.path, self._members[header.member])
-                except zlib.error as err:
-                    raise ReleaseFileError(f"{self.path}: array {name!r} is corrupt ({err}). {_REDOWNLOAD}") from err
+                except _ZIP_DAMAGE as err:
+                    raise ReleaseFileError(
+                        f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}") from err
                 _save_index(index, index_file)
 
 
@@ -290,13 +348,17 @@ def check_release(path: str, facts: DatasetFacts, size: int, strict: bool = True
         for split in SPLITS:
             images = archive.header(member_name(split, "images"))
             labels = archive.header(member_name(split, "labels"))
-            _check_images(path, images, facts, size, what)
-            _check_labels_header(path, labels, facts, what)
-            if labels.rows != images.rows:
-                raise ReleaseFileError(
-                    f"{path}: {images.member} has {images.rows} rows but {labels.member} has {labels.rows}; "
-                    f"the file is inconsistent. {_REDOWNLOAD}"
-                )
+            try:
+                _check_images(path, images, facts, size, what)
+                _check_labels_header(path, labels, facts, what)
+                if labels.rows != images.rows:
+                    raise ReleaseFileError(
+                        f"{path}: {images.member} has {images.rows} rows but {labels.member} has {labels.rows}; "
+                        f"the file is inconsistent. {_REDOWNLOAD}"
+                    )
+            except ReleaseFileError:  # a damaged member can show a wrong header: then say it is damaged
+                archive.raise_if_damaged(member_name(split, "labels"), member_name(split, "images"))
+                raise
             expected = facts.split_counts[split]
             if images.rows != expected:
                 message = (

@@ -1,5 +1,7 @@
 """Every way in: builder classes, load_dataset through the registry hook, streaming, num_proc > 1, load()."""
 
+import os
+
 import datasets
 from datasets.distributed import split_dataset_by_node
 import numpy as np
@@ -166,3 +168,134 @@ def test_unregister_restores_datasets_inspect_too():
     finally:
         registry.register()
     assert getattr(hf_inspect.dataset_module_factory, "_medmnist_plus_original", None) is not None
+
+
+# One build, whichever way it was asked for: the CLI, load_dataset (registry hook), the builder, load(), export
+# and push (which build first) all key the cache by the same data and options, so whichever comes first builds and
+# the others reuse it (issue 16, item 3). Options equal to a config's defaults (the CLI's --source official,
+# image_storage="png") do not change the key.
+REUSE_COUNTS = {"train": 12, "validation": 3, "test": 4}
+
+
+def _cli_build(config, folder, cache_dir, options):
+    from medmnist_plus_common.cli.main import main
+
+    extra = [arg for key, value in options.items() for arg in (f"--{key.replace('_', '-')}", value)]
+    assert main(["build", config, "--data-dir", folder, "--cache-dir", cache_dir, "--no-checks", *extra]) == 0
+
+
+def _load_dataset(config, folder, cache_dir, options):
+    datasets.load_dataset("medmnist_plus", config, data_dir=folder, cache_dir=cache_dir,
+                          verification_mode="no_checks", **options)
+
+
+def _builder(config, folder, cache_dir, options):
+    MedMNISTPlus(config_name=config, data_dir=folder, cache_dir=cache_dir,
+                 **options).download_and_prepare(verification_mode="no_checks")
+
+
+def _load_helper(config, folder, cache_dir, options):
+    medmnist_plus_common.load(config, data_dir=folder, cache_dir=cache_dir, verification_mode="no_checks", **options)
+
+
+def _export(config, folder, cache_dir, options):
+    from medmnist_plus_common.publish.push import export
+
+    export(str(_export.out), [config], data_dir=folder, cache_dir=cache_dir, no_checks=True, **options)
+
+
+WAYS = {"cli build": _cli_build, "load_dataset": _load_dataset, "MedMNISTPlus": _builder, "load()": _load_helper,
+        "export": _export}
+EXPLICIT_DEFAULTS = {"image_storage": "png", "source": "official"}  # what the CLI used to pass
+
+
+def _built_cache(cache_dir, name="medmnist_plus"):
+    """Every complete build under ``cache_dir/<name>`` with the mtimes of its Arrow files."""
+    built = {}
+    for folder, _, files in os.walk(os.path.join(cache_dir, name)):
+        if "dataset_info.json" in files:
+            built[folder] = {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in files if f.endswith(".arrow")}
+    return built
+
+
+@pytest.fixture(scope="module")
+def breast_release(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("breast")
+    write_fake_release(folder, "breastmnist", 28, REUSE_COUNTS, seed=5)
+    return str(folder)
+
+
+@pytest.mark.parametrize("first, options", [pytest.param(way, {}, id=f"{way}-first") for way in WAYS] + [
+    pytest.param(way, {"image_storage": "raw"}, id=f"{way}-first-raw-storage")
+    for way in WAYS if way != "export"])  # the Hub (and an export) gets PNG
+def test_one_build_whichever_way_it_was_asked_for(first, options, breast_release, tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    _export.out = tmp_path / "export"
+    ways = {name: way for name, way in WAYS.items() if not (options and name == "export")}
+    # The Python ways spell the defaults out; the CLI passes only what is set: the same options either way.
+    spelled = lambda name: options if name == "cli build" else {**EXPLICIT_DEFAULTS, **options}  # noqa: E731
+    ways[first]("breastmnist-28", breast_release, cache_dir, spelled(first))
+    built = _built_cache(cache_dir)
+    assert len(built) == 1 and all(built.values()), built
+    for name, way in ways.items():
+        if name != first:
+            way("breastmnist-28", breast_release, cache_dir, spelled(name))
+            assert _built_cache(cache_dir) == built, f"{name} built again after {first}"
+    expected = MedMNISTPlus(config_name="breastmnist-28", data_dir=breast_release, cache_dir=cache_dir, **options)
+    assert list(built) == [expected.cache_dir]
+
+
+@pytest.mark.slow
+def test_push_reuses_a_build_and_its_build_is_reused(breast_release, tmp_path, hub_repo_id):
+    from medmnist_plus_common.publish.push import push
+
+    cache_dir = str(tmp_path / "cache")
+    push(hub_repo_id, ["breastmnist-28"], data_dir=breast_release, cache_dir=cache_dir, no_checks=True)
+    built = _built_cache(cache_dir)
+    assert len(built) == 1
+    for name, way in WAYS.items():
+        _export.out = tmp_path / "export"
+        way("breastmnist-28", breast_release, cache_dir, EXPLICIT_DEFAULTS if name != "cli build" else {})
+        assert _built_cache(cache_dir) == built, f"{name} built again after push"
+    for first_name, first in WAYS.items():  # each other way first, then push
+        other_cache = str(tmp_path / f"cache-{first_name}")
+        first("breastmnist-28", breast_release, other_cache, {})
+        built = _built_cache(other_cache)
+        push(hub_repo_id, ["breastmnist-28"], data_dir=breast_release, cache_dir=other_cache, no_checks=True)
+        assert _built_cache(other_cache) == built, f"push built again after {first_name}"
+
+
+@pytest.mark.parametrize("first", ["builder", "load_dataset"])
+def test_one_build_per_dataset_builder_either_way(first, breast_release, tmp_path):
+    from builders import BreastMNIST
+
+    cache_dir = str(tmp_path / "cache")
+    ways = {
+        "builder": lambda: BreastMNIST(config_name="28", data_dir=breast_release, cache_dir=cache_dir,
+                                       image_storage="png").download_and_prepare(verification_mode="no_checks"),
+        "load_dataset": lambda: datasets.load_dataset("breastmnist", "28", data_dir=breast_release,
+                                                      cache_dir=cache_dir, verification_mode="no_checks"),
+    }
+    ways[first]()
+    built = _built_cache(cache_dir, "breastmnist")
+    assert len(built) == 1
+    ways["load_dataset" if first == "builder" else "builder"]()
+    assert _built_cache(cache_dir, "breastmnist") == built
+    assert not os.path.exists(os.path.join(cache_dir, "medmnist_plus"))  # the per-dataset name, by design
+
+
+def test_options_equal_to_the_defaults_do_not_change_the_cache_key(tmp_path):
+    defaults = {"image_storage": "png", "source": "official", "skip_bad": False, "split_seed": 0,
+                "base_url": None, "manifest": None, "recipe_variant": None}
+    plain = MedMNISTPlus(config_name="pathmnist-64", cache_dir=str(tmp_path))
+    spelled = MedMNISTPlus(config_name="pathmnist-64", cache_dir=str(tmp_path), **defaults)
+    assert spelled.cache_dir == plain.cache_dir and spelled.config_id == "pathmnist-64"
+    raw = MedMNISTPlus(config_name="pathmnist-64", cache_dir=str(tmp_path), image_storage="raw")
+    assert raw.cache_dir != plain.cache_dir  # an option that differs still keys its own build
+    # a size made on the fly from a raw collection: the same rule
+    collection = tmp_path / "kather"
+    collection.mkdir()
+    on_the_fly = [MedMNISTPlus(config_name="pathmnist-96", cache_dir=str(tmp_path), source="raw",
+                               data_dir=str(collection), **extra).cache_dir
+                  for extra in ({}, {"image_storage": "png", "skip_bad": False, "split_seed": 0})]
+    assert on_the_fly[0] == on_the_fly[1]
