@@ -1,8 +1,10 @@
 """Benchmark: regenerating the 2D datasets from raw collections of real dimensions (issue 8).
 
-For each of the nine 2D datasets, on a synthetic raw collection in the dataset's true on-disk format and real
-image dimensions (``tests.fakes.raw_collections``; ChestMNIST 1024 px PNG, RetinaMNIST 1824x1736 JPEG,
-...), it measures, each run in a fresh process whose memory is read from /proc every 50 ms:
+For each of the nine 2D datasets, on a raw collection in the dataset's true on-disk format and real image
+dimensions (``tests.fakes.raw_collections``; ChestMNIST 1024 px PNG, RetinaMNIST 1824x1736 JPEG, ...) whose
+pixels are realistic (cut from the genuine images in ../shared/data/raw by ``benchmarks/realistic.py``;
+``--synthetic``: smooth synthetic pixels), it measures, each run in a fresh process whose memory is read from
+/proc every 50 ms:
 
   1. the floor: decoding the same files alone (PIL open + load; ``np.load`` for .npy stacks), single process,
   2. ``regenerate(flag, data_dir, sizes=[224], out_dir, num_proc=1, no_checks=True)``: images per second,
@@ -19,7 +21,9 @@ Without --write it only prints; with it, results go to benchmarks/results/raw_re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import os
 import platform
 import shutil
@@ -32,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # tests.fakes: the raw collections in their true formats
 from proc_memory import TreeMemorySampler  # noqa: E402
+from realistic import realistic_raw_content  # noqa: E402
 
 FLAGS = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
          "bloodmnist", "tissuemnist")
@@ -53,16 +58,18 @@ def counts_for(flag: str, images: int):
     return max(1, images // {"dermamnist": 7, "breastmnist": 3, "bloodmnist": 8, "tissuemnist": 8}[flag])
 
 
-def prepare(flag: str, images: int, workdir: Path) -> dict:
-    """Write (or reuse) the synthetic collection of ``flag``; its record count, files and bytes."""
+def prepare(flag: str, images: int, workdir: Path, synthetic: bool = False) -> dict:
+    """Write (or reuse) the raw collection of ``flag`` (realistic pixels unless ``synthetic``); its record count,
+    files and bytes."""
     from tests.fakes.raw_collections import collection_root, write_raw_collection
 
-    data_dir = workdir / "raw" / f"{flag}-{images}"
+    data_dir = workdir / "raw" / f"{flag}-{images}{'' if synthetic else '-realistic'}"
     stamp = data_dir / ".records.json"
     if not stamp.is_file():
         shutil.rmtree(data_dir, ignore_errors=True)
         start = time.perf_counter()
-        records = write_raw_collection(flag, data_dir, counts_for(flag, images), seed=0)
+        with contextlib.nullcontext() if synthetic else realistic_raw_content():
+            records = write_raw_collection(flag, data_dir, counts_for(flag, images), seed=0)
         seconds = time.perf_counter() - start
         stamp.write_text(json.dumps({"records": [r[0] for r in records], "write_seconds": seconds}))
     info = json.loads(stamp.read_text())
@@ -176,6 +183,25 @@ def measure(flag: str, prepared: dict, workdir: Path, repeat: int) -> dict:
     return result
 
 
+def measure_all_sizes(flag: str, prepared: dict, workdir: Path, repeat: int) -> dict:
+    """Only 224 alone and 28+64+128+224, one process, interleaved round after round (the machine's load falls on
+    both alike): the ratio of each round, its median and spread."""
+    data_dir, out = prepared["data_dir"], str(workdir / "out" / flag)
+    rounds = []
+    for _ in range(repeat):
+        pair = [run_child({"mode": "regenerate", "flag": flag, "data_dir": data_dir, "sizes": sizes, "num_proc": 1,
+                           "out_dir": out}) for sizes in ([224], list(ALL_SIZES))]
+        rounds.append({"seconds_224": pair[0]["seconds"], "seconds_all_sizes": pair[1]["seconds"],
+                       "ratio": pair[1]["seconds"] / pair[0]["seconds"],
+                       "output_bytes_224": pair[0]["output_bytes"], "output_bytes_all": pair[1]["output_bytes"]})
+        print(f"  {flag}: 224 {pair[0]['seconds']:.2f} s, all sizes {pair[1]['seconds']:.2f} s, "
+              f"{rounds[-1]['ratio']:.3f} x", file=sys.stderr)
+    ratios = [r["ratio"] for r in rounds]
+    return {"images": prepared["records"], "rounds": rounds, "ratio_median": statistics.median(ratios),
+            "ratio_spread": [min(ratios), max(ratios)],
+            "images_per_second_224_median": prepared["records"] / statistics.median(r["seconds_224"] for r in rounds)}
+
+
 def table(results: dict) -> str:
     lines = ["| dataset | images (source) | decode floor img/s | regenerate 224 img/s (x floor time) | "
              "num_proc 2 img/s (speed-up) | rendering alone img/s, np2 speed-up | share of np1 time not rendering | "
@@ -205,6 +231,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting; the fastest counts")
     parser.add_argument("--workdir", default=str(HERE / "work"))
     parser.add_argument("--write", action="store_true", help="write results/raw_regenerate_throughput.json")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="synthetic smooth pixels instead of realistic ones cut from ../shared/data/raw")
+    parser.add_argument("--all-sizes-only", action="store_true",
+                        help="only 224 alone vs 28+64+128+224 (one process), interleaved over --repeat rounds; "
+                             "with --write: results/raw_regenerate_all_sizes.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -219,8 +250,27 @@ def main() -> None:
         return
     workdir = Path(args.workdir)
     results = {}
+    if args.all_sizes_only:
+        load = [os.getloadavg()[0]]
+        for flag in args.flags.split(","):
+            prepared = prepare(flag, args.images, workdir, args.synthetic)
+            results[flag] = measure_all_sizes(flag, prepared, workdir, args.repeat)
+        load.append(os.getloadavg()[0])
+        print("| dataset | images | 224 alone img/s | 28+64+128+224 / 224 alone, median [min-max] |\n|---|---|---|---|")
+        for flag, r in results.items():
+            print(f"| {flag} | {r['images']} | {r['images_per_second_224_median']:.0f} | {r['ratio_median']:.3f} x "
+                  f"[{r['ratio_spread'][0]:.3f}-{r['ratio_spread'][1]:.3f}] |")
+        print(f"load average (1 min) before / after: {load[0]:.2f} / {load[1]:.2f}")
+        if args.write:
+            out = HERE / "results" / "raw_regenerate_all_sizes.json"
+            payload = {"date": time.strftime("%Y-%m-%d"), "content": "synthetic" if args.synthetic else "realistic",
+                       "images_per_dataset": args.images, "rounds": args.repeat, "load_average_1min": load,
+                       "results": results}
+            out.write_text(json.dumps(payload, indent=2) + "\n")
+            print(f"wrote {out}", file=sys.stderr)
+        return
     for flag in args.flags.split(","):
-        prepared = prepare(flag, args.images, workdir)
+        prepared = prepare(flag, args.images, workdir, args.synthetic)
         print(f"{flag}: {prepared['records']} records, {prepared['bytes'] / 2**20:.1f} MiB", file=sys.stderr)
         load_before = os.getloadavg()[0]
         results[flag] = dict(measure(flag, prepared, workdir, args.repeat), source=SOURCES[flag],
@@ -232,7 +282,8 @@ def main() -> None:
     if args.write:
         out = HERE / "results" / "raw_regenerate_throughput.json"
         out.parent.mkdir(exist_ok=True)
-        payload = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        payload = {"date": time.strftime("%Y-%m-%d"), "content": "synthetic" if args.synthetic else "realistic",
+                   "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                    "images_per_dataset": args.images, "repeat": args.repeat, "results": results}
         out.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
