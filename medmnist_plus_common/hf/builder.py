@@ -21,14 +21,19 @@ from . import internals
 from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, load_catalog
 from ..release.download import file_identity, index_dir, locate_release
 from ..errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
-from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
+from .features import (IMAGE_STORAGES, encode_label, encode_sample, fast_png_encoder, features_for,
+                       label_description, sample_key)
 from ..recipes.base import RawRecipe
 from ..release.reader import index_release
 from .registry import all_recipes
 from .sources import REGENERATED_PROVENANCE, OfficialSource, RawSource, official_provenance, regenerated_provenance
 
 SOURCES = ("official", "raw")
-VERSION = datasets.Version("1.1.0")  # bump when the examples a config yields change (1.1: raw images channels first)
+# Bump when the examples a config yields, or the bytes it stores, change: datasets keys a cache folder by config id
+# and version only, so an older cache would otherwise be taken for a new one. 1.1: raw images channels first.
+# 1.2: PNG images stored with the fast encoder (features.encode_png_fast): the same pixels, other bytes (sizes in
+# the cache's info, and fingerprints derived from its files, e.g. export's re-encoding, must not be shared).
+VERSION = datasets.Version("1.2.0")
 WRITER_BATCH_BYTES = 64 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
 
 
@@ -297,6 +302,8 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
         strict = self._verification_mode != VerificationMode.NO_CHECKS
+        if self.config.facts.dims == 2 and self.config.image_storage == "png":
+            fast_png_encoder()  # chosen (and a missing imagecodecs said) once, before num_proc workers fork
         self._source = self.make_source(strict, dl_manager)
         shards = self._source.plan(num_proc=getattr(self, "_num_proc", 1))
         if not strict:  # a subset or partial collection: progress bars count its rows, not the catalog's
