@@ -31,8 +31,8 @@ from ..hf.registry import all_recipes, recipe_for
 from ..recipes.base import Assigned, Variant, check_split_counts, label_array, parse_variant, plan_records, write_manifest
 from ..release.reader import member_name
 from ..hf.sources import write_regenerated_provenance
-from ..release.writer import (OFFICIAL_MEMBER_ORDER, DeflatedRow, StreamedRelease, release_file_name, spooled_rows,
-                              write_npz_members)
+from ..release.writer import (OFFICIAL_MEMBER_ORDER, DeflatedRow, StreamedRelease, deflate_library,
+                              release_file_name, spooled_rows, write_npz_members)
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
     plan = plan_records(recipe, data_dir, manifest, seed, skip_bad, all_recipes())
     check_split_counts(plan, facts, strict=not no_checks, where=str(plan.root))
     variants = variants_for(recipe, sizes, variant)
+    deflate_library()  # ISA-L or zlib chosen (and a missing isal said) once, before num_proc workers fork
     out_dir = Path(os.path.expanduser(str(out_dir)))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = RegenerateReport(files={}, counts={}, skipped=list(plan.skipped), official_indices=plan.official_indices)

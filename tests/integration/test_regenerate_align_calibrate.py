@@ -270,7 +270,8 @@ def test_regenerate_skips_a_bad_record_and_writes_consistent_files(tmp_path):
 
 def test_rows_deflated_in_the_workers_make_valid_deflated_members(tmp_path):
     """regenerate's workers compress each row on its own; the members are still ordinary deflated zip entries whose
-    CRCs check, and they are not much larger than np.savez_compressed's of the same arrays."""
+    CRCs check, and they are not much larger than np.savez_compressed's of the same arrays (ISA-L's level 1
+    writes about 10 % more bytes than zlib's level 6, several times faster)."""
     import zipfile
 
     raw = tmp_path / "raw"
@@ -285,7 +286,7 @@ def test_rows_deflated_in_the_workers_make_valid_deflated_members(tmp_path):
         np.savez_compressed(tmp_path / "reference.npz", train_images=release["train_images"])
     with zipfile.ZipFile(tmp_path / "reference.npz") as archive:
         reference = archive.getinfo("train_images.npy").compress_size
-    assert ours <= reference * 1.05 + 64
+    assert ours <= reference * 1.2 + 64
 
 
 def test_crc32_combine_matches_zlib():
@@ -316,3 +317,47 @@ def test_regenerate_without_zipfile_internals_compresses_in_the_main_process(tmp
     with np.load(fast.files[28]) as a, np.load(plain.files[28]) as b:
         for name in a.files:
             assert np.array_equal(a[name], b[name])
+
+
+def test_isal_deflated_files_hold_the_rows_zlib_would_and_read_everywhere(tmp_path, monkeypatch):
+    """Release rows deflated by ISA-L (the default where isal is installed) are standard deflate: np.load, zipfile's
+    CRC check and the official medmnist package read the same arrays as from the zlib-deflated file."""
+    import zipfile
+
+    pytest.importorskip("isal")
+    from medmnist_plus_common.release import writer
+
+    raw = tmp_path / "raw"
+    records = _busi_tree(raw, per_class=3)
+    manifest, _ = _shuffled_manifest(tmp_path, records)
+    monkeypatch.setattr(writer, "_DEFLATE", [])
+    assert writer.deflate_library()[0].__name__.endswith("isal_zlib")
+    isal_report = regenerate("breastmnist", raw, [28, 64], tmp_path / "isal", manifest=manifest, no_checks=True,
+                             num_proc=2)
+    monkeypatch.setattr(writer, "_DEFLATE", [(__import__("zlib"), -1)])
+    zlib_report = regenerate("breastmnist", raw, [28, 64], tmp_path / "zlib", manifest=manifest, no_checks=True)
+    for size in (28, 64):
+        with zipfile.ZipFile(isal_report.files[size]) as archive:
+            assert archive.testzip() is None
+        with np.load(isal_report.files[size]) as a, np.load(zlib_report.files[size]) as b:
+            assert a.files == b.files
+            for name in a.files:
+                assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), (size, name)
+    medmnist = pytest.importorskip("medmnist")
+    for split in ("train", "val", "test"):
+        official = medmnist.BreastMNIST(split=split, size=64, root=str(tmp_path / "isal"))
+        with np.load(zlib_report.files[64]) as b:
+            assert np.array_equal(official.imgs, b[f"{split}_images"]) and np.array_equal(official.labels,
+                                                                                           b[f"{split}_labels"])
+
+
+def test_npz_members_written_with_isal_read_back_exactly(tmp_path):
+    from medmnist_plus_common.release.writer import write_npz_members
+
+    rng = np.random.default_rng(5)
+    arrays = {"train_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+              "train_labels": rng.integers(0, 9, (50, 1), dtype=np.uint8)}
+    path = write_npz_members(str(tmp_path / "x.npz"), {name: (a.shape, [a[:20], a[20:]]) for name, a in arrays.items()})
+    with np.load(path) as release:
+        for name, array in arrays.items():
+            assert np.array_equal(release[name], array)
