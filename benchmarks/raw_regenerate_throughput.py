@@ -103,9 +103,15 @@ def child_decode(flag: str, data_dir: str) -> dict:
     return {"seconds": time.perf_counter() - start, "images": len(paths)}
 
 
-def child_regenerate(flag: str, data_dir: str, sizes, num_proc: int, out_dir: str) -> dict:
+def child_regenerate(flag: str, data_dir: str, sizes, num_proc: int, out_dir: str, deflate: str = "default") -> dict:
+    import zlib
+
     from medmnist_plus_common.hf.registry import recipe_for
+    from medmnist_plus_common.release import writer
     from medmnist_plus_common.tools.regenerate import regenerate
+
+    if deflate == "zlib":  # the deflate of earlier sessions (zlib level 6), for a comparison within one run
+        writer._DEFLATE[:] = [(zlib, zlib.Z_DEFAULT_COMPRESSION)]
 
     recipe_for(flag)  # imports the builders (and datasets) before the clock starts: a one-off, not throughput
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -114,7 +120,8 @@ def child_regenerate(flag: str, data_dir: str, sizes, num_proc: int, out_dir: st
     seconds = time.perf_counter() - start
     out_bytes = sum(os.path.getsize(p) for p in report.files.values())
     shutil.rmtree(out_dir, ignore_errors=True)
-    return {"seconds": seconds, "images": sum(report.counts.values()), "output_bytes": out_bytes}
+    return {"seconds": seconds, "images": sum(report.counts.values()), "output_bytes": out_bytes,
+            "deflate": writer.deflate_library()[0].__name__}
 
 
 def child_render(flag: str, data_dir: str, sizes, num_proc: int) -> dict:
@@ -184,22 +191,38 @@ def measure(flag: str, prepared: dict, workdir: Path, repeat: int) -> dict:
 
 
 def measure_all_sizes(flag: str, prepared: dict, workdir: Path, repeat: int) -> dict:
-    """Only 224 alone and 28+64+128+224, one process, interleaved round after round (the machine's load falls on
-    both alike): the ratio of each round, its median and spread."""
+    """224 alone and 28+64+128+224, one process, each with ISA-L (the default) and with zlib level 6 (the deflate
+    of earlier sessions), interleaved round after round (the machine's load falls on all alike): per round the
+    ratio all sizes / 224 alone for each deflater, then the median and spread over rounds."""
     data_dir, out = prepared["data_dir"], str(workdir / "out" / flag)
     rounds = []
     for _ in range(repeat):
-        pair = [run_child({"mode": "regenerate", "flag": flag, "data_dir": data_dir, "sizes": sizes, "num_proc": 1,
-                           "out_dir": out}) for sizes in ([224], list(ALL_SIZES))]
-        rounds.append({"seconds_224": pair[0]["seconds"], "seconds_all_sizes": pair[1]["seconds"],
-                       "ratio": pair[1]["seconds"] / pair[0]["seconds"],
-                       "output_bytes_224": pair[0]["output_bytes"], "output_bytes_all": pair[1]["output_bytes"]})
-        print(f"  {flag}: 224 {pair[0]['seconds']:.2f} s, all sizes {pair[1]['seconds']:.2f} s, "
-              f"{rounds[-1]['ratio']:.3f} x", file=sys.stderr)
-    ratios = [r["ratio"] for r in rounds]
-    return {"images": prepared["records"], "rounds": rounds, "ratio_median": statistics.median(ratios),
-            "ratio_spread": [min(ratios), max(ratios)],
-            "images_per_second_224_median": prepared["records"] / statistics.median(r["seconds_224"] for r in rounds)}
+        this = {}
+        for deflate in ("default", "zlib"):
+            for label, sizes in (("224", [224]), ("all", list(ALL_SIZES))):
+                run = run_child({"mode": "regenerate", "flag": flag, "data_dir": data_dir, "sizes": sizes,
+                                 "num_proc": 1, "out_dir": out, "deflate": deflate})
+                this[f"{deflate}_{label}"] = {"seconds": run["seconds"], "output_bytes": run["output_bytes"],
+                                              "deflate": run["deflate"]}
+        for deflate in ("default", "zlib"):
+            this[f"{deflate}_ratio"] = this[f"{deflate}_all"]["seconds"] / this[f"{deflate}_224"]["seconds"]
+        this["all_sizes_zlib_over_default"] = this["zlib_all"]["seconds"] / this["default_all"]["seconds"]
+        rounds.append(this)
+        print(f"  {flag}: {this['default_all']['deflate']}: 224 {this['default_224']['seconds']:.2f} s, all "
+              f"{this['default_all']['seconds']:.2f} s ({this['default_ratio']:.3f} x); zlib: 224 "
+              f"{this['zlib_224']['seconds']:.2f} s, all {this['zlib_all']['seconds']:.2f} s "
+              f"({this['zlib_ratio']:.3f} x)", file=sys.stderr)
+
+    def summary(key):
+        values = [r[key] for r in rounds]
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    return {"images": prepared["records"], "rounds": rounds, "deflate": rounds[0]["default_all"]["deflate"],
+            "ratio": summary("default_ratio"), "ratio_zlib": summary("zlib_ratio"),
+            "all_sizes_zlib_over_default": summary("all_sizes_zlib_over_default"),
+            "bytes_all_sizes_vs_zlib": rounds[0]["default_all"]["output_bytes"] / rounds[0]["zlib_all"]["output_bytes"],
+            "images_per_second_224": prepared["records"] / statistics.median(r["default_224"]["seconds"] for r in rounds),
+            "images_per_second_224_zlib": prepared["records"] / statistics.median(r["zlib_224"]["seconds"] for r in rounds)}
 
 
 def table(results: dict) -> str:
@@ -246,7 +269,7 @@ def main() -> None:
             print(json.dumps(child_render(job["flag"], job["data_dir"], job["sizes"], job["num_proc"])))
         else:
             print(json.dumps(child_regenerate(job["flag"], job["data_dir"], job["sizes"], job["num_proc"],
-                                              job["out_dir"])))
+                                              job["out_dir"], job.get("deflate", "default"))))
         return
     workdir = Path(args.workdir)
     results = {}
@@ -256,10 +279,13 @@ def main() -> None:
             prepared = prepare(flag, args.images, workdir, args.synthetic)
             results[flag] = measure_all_sizes(flag, prepared, workdir, args.repeat)
         load.append(os.getloadavg()[0])
-        print("| dataset | images | 224 alone img/s | 28+64+128+224 / 224 alone, median [min-max] |\n|---|---|---|---|")
+        print("| dataset | images | 224 alone img/s, ISA-L / zlib | 28+64+128+224 / 224 alone, ISA-L | same, zlib 6 | "
+              "all sizes: zlib time / ISA-L time | bytes ISA-L / zlib |\n|---|---|---|---|---|---|---|")
         for flag, r in results.items():
-            print(f"| {flag} | {r['images']} | {r['images_per_second_224_median']:.0f} | {r['ratio_median']:.3f} x "
-                  f"[{r['ratio_spread'][0]:.3f}-{r['ratio_spread'][1]:.3f}] |")
+            a, z, g = r["ratio"], r["ratio_zlib"], r["all_sizes_zlib_over_default"]
+            print(f"| {flag} | {r['images']} | {r['images_per_second_224']:.0f} / {r['images_per_second_224_zlib']:.0f} | "
+                  f"**{a['median']:.3f} x** [{a['min']:.3f}-{a['max']:.3f}] | {z['median']:.3f} x [{z['min']:.3f}-"
+                  f"{z['max']:.3f}] | {g['median']:.2f} x | {r['bytes_all_sizes_vs_zlib']:.3f} |")
         print(f"load average (1 min) before / after: {load[0]:.2f} / {load[1]:.2f}")
         if args.write:
             out = HERE / "results" / "raw_regenerate_all_sizes.json"

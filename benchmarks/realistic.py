@@ -12,11 +12,11 @@ picture), a flip or quarter turn, and a colour shift (per-channel gain and offse
 gamma only for gray), then resized (PIL bilinear, as the MedMNIST recipes resize) to the size asked. A size larger
 than the source is made by mirroring the source into a larger canvas at its own scale (its texture is not
 smoothed by upscaling). No noise is added: noise would make the content harder to compress than real images.
-3D volumes have no genuine source here and stay synthetic (:func:`medmnist_plus_common.synthetic.synthetic_images`).
+3D volumes have no genuine source here and stay synthetic (``medmnist_plus_common.release.synthetic``).
 
-- :func:`realistic_pixels` has the signature of ``synthetic_raw.smooth_pixels`` (any width x height, 1 or 3
-  channels); :func:`realistic_raw_content` swaps it in, so ``synthetic_raw.write_raw_collection`` writes raw
-  collections (real formats and dimensions) with realistic pixels.
+- :func:`realistic_pixels` has the signature of ``tests.fakes.raw_collections.smooth_pixels`` (any width x height,
+  1 or 3 channels); :func:`realistic_raw_content` swaps it in, so ``write_raw_collection`` there writes raw
+  collections (real formats and dimensions) with realistic pixels (the repository's root must be importable).
 - :func:`realistic_images` gives ``count`` square images of a release; :func:`write_realistic_release` writes a
   release file in the official format (``.npz``, deflated) from them.
 
@@ -36,9 +36,9 @@ import numpy as np
 from PIL import Image
 
 from medmnist_plus_common.catalog import SPLITS, DatasetFacts
-from medmnist_plus_common.release import member_name
-from medmnist_plus_common.synthetic import (
-    OFFICIAL_MEMBER_ORDER, synthetic_images, synthetic_labels, write_npz_members)
+from medmnist_plus_common.release.reader import member_name
+from medmnist_plus_common.release.synthetic import synthetic_images, synthetic_labels
+from medmnist_plus_common.release.writer import OFFICIAL_MEMBER_ORDER, write_npz_members
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_GENUINE_DIR = REPO.parent / "shared" / "data" / "raw"
@@ -165,14 +165,14 @@ def write_realistic_release(path: str, facts: DatasetFacts, size: int, counts: O
 
 @contextlib.contextmanager
 def realistic_raw_content():
-    """Within this block, ``synthetic_raw.write_raw_collection`` draws its pixels from :func:`realistic_pixels`
-    (same layout, formats and dimensions as before; only the pixels change)."""
+    """Within this block, ``tests.fakes.raw_collections.write_raw_collection`` draws its pixels from
+    :func:`realistic_pixels` (same layout, formats and dimensions as before; only the pixels change)."""
     genuine_dir()
-    from medmnist_plus_common import synthetic_raw
+    from tests.fakes import raw_collections
 
-    original = synthetic_raw.smooth_pixels
-    synthetic_raw.smooth_pixels = realistic_pixels
+    original = raw_collections.smooth_pixels
+    raw_collections.smooth_pixels = realistic_pixels
     try:
         yield
     finally:
-        synthetic_raw.smooth_pixels = original
+        raw_collections.smooth_pixels = original
