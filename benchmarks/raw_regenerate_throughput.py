@@ -36,7 +36,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # tests.fakes: the raw collections in their true formats
 from proc_memory import TreeMemorySampler  # noqa: E402
-from realistic import realistic_raw_content  # noqa: E402
 
 FLAGS = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
          "bloodmnist", "tissuemnist")
@@ -68,7 +67,13 @@ def prepare(flag: str, images: int, workdir: Path, synthetic: bool = False) -> d
     if not stamp.is_file():
         shutil.rmtree(data_dir, ignore_errors=True)
         start = time.perf_counter()
-        with contextlib.nullcontext() if synthetic else realistic_raw_content():
+        if synthetic:
+            content = contextlib.nullcontext()
+        else:
+            from realistic import realistic_raw_content  # needs ../shared/data/raw (says so when absent)
+
+            content = realistic_raw_content()
+        with content:
             records = write_raw_collection(flag, data_dir, counts_for(flag, images), seed=0)
         seconds = time.perf_counter() - start
         stamp.write_text(json.dumps({"records": [r[0] for r in records], "write_seconds": seconds}))

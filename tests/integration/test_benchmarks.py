@@ -66,7 +66,7 @@ def test_raw_regenerate_throughput_writes_its_results_only_with_write(tmp_path):
     copy.mkdir()
     for name in ("raw_regenerate_throughput.py", "proc_memory.py"):
         shutil.copy(BENCHMARKS / name, copy)
-    args = ["--images", "16", "--flags", "bloodmnist,tissuemnist", "--workdir", str(tmp_path / "work")]
+    args = ["--images", "16", "--flags", "bloodmnist,tissuemnist", "--workdir", str(tmp_path / "work"), "--synthetic"]
     printed = run(copy / "raw_regenerate_throughput.py", *args, cwd=tmp_path)
     assert printed.returncode == 0, printed.stderr
     assert "| bloodmnist | 16 (360x363 RGB JPEG) |" in printed.stdout and "| tissuemnist | 16 " in printed.stdout
@@ -82,7 +82,28 @@ def test_raw_regenerate_throughput_writes_its_results_only_with_write(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["build_memory_and_speed.py", "loader_throughput.py", "parquet_decode.py",
-                                    "raw_regenerate_throughput.py"])
+                                    "raw_regenerate_throughput.py", "png_encodings.py", "first_use.py"])
 def test_every_benchmark_that_saves_results_has_a_write_switch(script):
     source = (BENCHMARKS / script).read_text()
     assert '"--write"' in source and "if args.write:" in source
+
+
+def test_realistic_content_is_cut_from_the_genuine_images_or_says_where_they_are_missing(tmp_path, monkeypatch):
+    import numpy as np
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import realistic
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    monkeypatch.setenv("MEDMNIST_PLUS_GENUINE_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(realistic.GenuineDataMissing, match="ham10000"):
+        realistic.genuine_dir()
+    monkeypatch.delenv("MEDMNIST_PLUS_GENUINE_DIR")
+    if not (realistic.DEFAULT_GENUINE_DIR / "ham10000").is_dir():
+        pytest.skip("../shared/data is absent")
+    rgb, gray = realistic.realistic_images(224, 3, 3, seed=1), realistic.realistic_images(28, 3, 1, seed=1)
+    assert rgb.shape == (3, 224, 224, 3) and gray.shape == (3, 28, 28) and rgb.dtype == gray.dtype == np.uint8
+    assert rgb.std() > 10 and not np.array_equal(rgb[0], rgb[1])
+    big = realistic.realistic_pixels(np.random.default_rng(0), 1824, 1736, 3)  # larger than any source
+    assert big.shape == (1736, 1824, 3)
