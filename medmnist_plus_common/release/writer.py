@@ -27,6 +27,7 @@ from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..catalog import SPLITS, DatasetFacts
+from .deflate_index import crc32
 from .reader import member_name
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class DeflatedRow:
 
     @classmethod
     def of(cls, row: bytes) -> "DeflatedRow":
-        return cls(deflate_piece(row), zlib.crc32(row), len(row))
+        return cls(deflate_piece(row), crc32(row), len(row))
 
     def raw(self) -> bytes:
         return zlib.decompressobj(-15).decompress(self.piece)
