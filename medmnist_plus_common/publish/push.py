@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import datasets
@@ -89,14 +90,13 @@ def resolve_configs(configs: Optional[Iterable[Union[str, ConfigRef]]] = None,
 
 def build_config(config: Union[str, ConfigRef], *, no_checks: bool = False, num_proc: Optional[int] = None,
                  **builder_kwargs) -> Tuple[datasets.DatasetDict, dict]:
-    """Build one config (Arrow cache) and return it, its PNGs re-encoded compactly for publication
-    (:func:`compact_images`), with its provenance."""
+    """Build one config (Arrow cache) and return it with its provenance."""
     from .. import builder_for
 
     kwargs = {key: value for key, value in builder_kwargs.items() if value is not None}
     instance = builder_for(config, **kwargs)
     instance.download_and_prepare(verification_mode="no_checks" if no_checks else None, num_proc=num_proc)
-    return compact_images(instance.as_dataset(), num_proc), instance.provenance(checked=not no_checks)
+    return instance.as_dataset(), instance.provenance(checked=not no_checks)
 
 
 COMPACT_BATCH = 64
@@ -108,13 +108,13 @@ def _compact_batch(images: List[dict]) -> dict:
     return {"image": [{"bytes": compact_png(image["bytes"]), "path": None} for image in images]}
 
 
-def compact_images(dataset: datasets.DatasetDict, num_proc: Optional[int] = None) -> datasets.DatasetDict:
+def compact_images(dataset: datasets.DatasetDict, scratch: str, num_proc: Optional[int] = None) -> datasets.DatasetDict:
     """``dataset`` with every PNG of its ``image`` column re-encoded by :func:`..hf.features.encode_png`.
 
-    The local cache stores fast PNGs (:func:`..hf.features.encode_png_fast`, some 10 % larger); what goes to a folder
-    or the Hub is encoded compactly, the same way whatever encoder built the cache (the pixels are the same; the
-    tests check both). The re-encoded split is a ``datasets`` cache file beside the build (``map``), reused by the
-    next export of the same build. Volumes and raw images are returned as they are."""
+    The local cache stores fast PNGs (:func:`..hf.features.encode_png_fast`, some 10 % larger); what goes to a
+    folder or the Hub is encoded compactly, the same way whatever encoder built the cache (the pixels are the same;
+    the tests check both). The re-encoded splits are written to ``scratch`` (a temporary folder the caller removes
+    after publishing), never into the build's cache folder. Volumes and raw images are returned as they are."""
     out = {}
     for split, data in dataset.items():
         if not isinstance(data.features.get("image"), datasets.Image):
@@ -122,9 +122,19 @@ def compact_images(dataset: datasets.DatasetDict, num_proc: Optional[int] = None
         undecoded = data.cast_column("image", datasets.Image(decode=False))
         procs = num_proc if num_proc and num_proc > 1 and data.num_rows >= 4 * COMPACT_BATCH * num_proc else None
         compacted = undecoded.map(_compact_batch, input_columns="image", batched=True, batch_size=COMPACT_BATCH,
-                                  num_proc=procs, features=undecoded.features, desc=f"Compact PNG ({split})")
+                                  num_proc=procs, features=undecoded.features, desc=f"Compact PNG ({split})",
+                                  cache_file_name=os.path.join(scratch, f"{split}.arrow"))
         out[split] = compacted.cast_column("image", datasets.Image())
     return datasets.DatasetDict(out)
+
+
+@contextlib.contextmanager
+def _scratch(near: Optional[str]):
+    """A temporary folder for the compact copy of a config, on the file system of ``near`` (removed after)."""
+    if near:
+        os.makedirs(near, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".medmnist-plus-compact-", dir=near or None) as folder:
+        yield folder
 
 
 def _with_preview(origin: dict, name: str, dataset, *, out_dir: Optional[str] = None, api: Optional[HfApi] = None,
@@ -179,8 +189,10 @@ def export(out_dir: str, config_names: Iterable[Union[str, ConfigRef]], *, max_s
         dataset, origin = build_config(ref, no_checks=no_checks, num_proc=num_proc, **builder_kwargs)
         provenance.pop(name, None)  # unlisted while its shards are replaced
         _write_local_card(out_dir, metadata, provenance)
-        info = _write_parquet_config(out_dir, name, dataset, max_shard_size, num_shards)
-        origin = _with_duplicates(_with_preview(origin, name, dataset, out_dir=out_dir), name, dataset)
+        with _scratch(out_dir) as scratch:
+            dataset = compact_images(dataset, scratch, num_proc)
+            info = _write_parquet_config(out_dir, name, dataset, max_shard_size, num_shards)
+            origin = _with_duplicates(_with_preview(origin, name, dataset, out_dir=out_dir), name, dataset)
         metadata = _with_config_metadata(metadata, name, info)
         provenance[name] = origin
         _write_local_card(out_dir, metadata, provenance)
@@ -276,21 +288,34 @@ def push(repo_id: str, config_names: Optional[Iterable[Union[str, ConfigRef]]], 
             else:
                 dataset, origin = build_config(config_ref(config), no_checks=no_checks, num_proc=num_proc,
                                                **builder_kwargs)
-            _update_hub_card(api, repo_id, remove=name)  # unlisted while its shards are replaced
-            # Shard counts computed here as push_to_hub would, but never above the row count (datasets 5.2
-            # fails on empty shards when max_shard_size is small next to a split).
-            max_bytes = internals.file_size_to_bytes(max_shard_size)
-            shards = {split: _shard_count(dataset[split], max_bytes, num_shards) for split in dataset}
-            with small_row_groups(), _no_num_proc_note():
-                dataset.push_to_hub(repo_id, config_name=name, num_shards=shards, token=token, private=private,
-                                    commit_message=f"Upload {name} (medmnist-plus)")
-            origin = _with_preview(origin, name, dataset, api=api, repo_id=repo_id)
-            if "duplicates" not in origin:  # an export made before the card counted them
-                origin = _with_duplicates(origin, name, dataset)
-            _update_hub_card(api, repo_id, add=(name, origin))
+            with contextlib.ExitStack() as stack:
+                if not from_export:  # an export holds compact PNGs already
+                    scratch = stack.enter_context(_scratch(builder_kwargs.get("cache_dir")
+                                                           or datasets.config.HF_DATASETS_CACHE))
+                    dataset = compact_images(dataset, scratch, num_proc)
+                origin = _publish_config(api, repo_id, name, dataset, origin, private=private, token=token,
+                                         max_shard_size=max_shard_size, num_shards=num_shards)
             pushed.append(name)
             logger.info("Pushed %s to %s", name, repo_id)
         return pushed
+
+
+def _publish_config(api, repo_id, name, dataset, origin, *, private, token, max_shard_size, num_shards) -> dict:
+    """Push one config's shards with ``push_to_hub``, then its preview and card entry (see :func:`push`); the
+    config's provenance as the card lists it."""
+    _update_hub_card(api, repo_id, remove=name)  # unlisted while its shards are replaced
+    # Shard counts computed here as push_to_hub would, but never above the row count (datasets 5.2
+    # fails on empty shards when max_shard_size is small next to a split).
+    max_bytes = internals.file_size_to_bytes(max_shard_size)
+    shards = {split: _shard_count(dataset[split], max_bytes, num_shards) for split in dataset}
+    with small_row_groups(), _no_num_proc_note():
+        dataset.push_to_hub(repo_id, config_name=name, num_shards=shards, token=token, private=private,
+                            commit_message=f"Upload {name} (medmnist-plus)")
+    origin = _with_preview(origin, name, dataset, api=api, repo_id=repo_id)
+    if "duplicates" not in origin:  # an export made before the card counted them
+        origin = _with_duplicates(origin, name, dataset)
+    _update_hub_card(api, repo_id, add=(name, origin))
+    return origin
 
 
 def _update_hub_card(api: HfApi, repo_id: str, add: Optional[Tuple[str, dict]] = None,

@@ -9,7 +9,7 @@ internals the latter needs (zipfile's member writer fields, CRC-32 combination) 
 Deflate: ISA-L (``isal.isal_zlib``, level 1) where installed, else zlib at its default level (said once). Both
 write standard raw deflate, which ``np.load``, ``zipfile`` and the official ``medmnist`` package read like any
 other. On realistic release rows (uint8 pixels at 28-224 px; ``benchmarks/png_encodings.py``) ISA-L deflates
-7-12x faster than zlib at level 6 (numpy's ``savez_compressed`` and zipfile's default) for about 10 % more bytes.
+8-10x faster than zlib at level 6 (numpy's ``savez_compressed`` and zipfile's default) for about 10 % more bytes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def deflate_library():
 
             _DEFLATE.append((isal_zlib, ISAL_LEVEL))
         except ImportError:
-            logger.warning("isal is not installed: release files are deflated with zlib, 7-12x slower. "
+            logger.warning("isal is not installed: release files are deflated with zlib, 8-10x slower. "
                            "pip install isal for ISA-L's deflate.")
             _DEFLATE.append((zlib, zlib.Z_DEFAULT_COMPRESSION))
     return _DEFLATE[0]
