@@ -5,8 +5,9 @@
   (the default, and what the Hub gets). Two encodings of the same pixels: :func:`encode_png_fast` in the local
   Arrow cache (its bytes never leave the machine: encoded about 13x faster than PIL's default PNG and decoded
   faster, some 10 % larger) and :func:`encode_png` where the bytes travel (``export``, ``push``: as small as PIL's
-  default level or smaller, 4-6x faster to encode). Measured in ``benchmarks/png_encodings.py``. For local training caches, ``image_storage="raw"`` stores the uint8
-  pixels instead, channels first as PyTorch wants them: ``Array3D((C, s, s), "uint8")`` (C = 1 or 3). No
+  default level or smaller, 4-5x faster to encode). Measured in ``benchmarks/png_encodings.py``.
+  For local training caches, ``image_storage="raw"`` stores the uint8 pixels instead, channels first as PyTorch
+  wants them: ``Array3D((C, s, s), "uint8")`` (C = 1 or 3). No
   decoding, read zero-copy from the memory-mapped Arrow file; larger on disk. (Channels last would cost an
   Arrow offset per pixel for the innermost length-3 lists: more bytes of offsets than of pixels.)
 - ``volume`` (3D): ``Array3D((s, s, s), "uint8")``, D x H x W as in the release.
@@ -24,6 +25,7 @@ from datasets import Array3D, ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from ..catalog import DatasetFacts
+from .arrow_values import decode_png
 
 
 def sample_key(facts: DatasetFacts) -> str:
@@ -101,12 +103,6 @@ def encode_png_fast(pixels: np.ndarray) -> bytes:
     Without it, :func:`encode_png`. Pixels are exact either way (PNG is lossless); export and push re-encode
     with :func:`encode_png` (:func:`compact_png`)."""
     return fast_png_encoder()(pixels)
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """One stored PNG as a uint8 array, H x W (gray) or H x W x 3 (RGB)."""
-    with PILImage.open(io.BytesIO(data)) as image:
-        return np.asarray(image)
 
 
 def compact_png(data: bytes) -> bytes:
