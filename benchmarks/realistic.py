@@ -45,8 +45,9 @@ DEFAULT_GENUINE_DIR = REPO.parent / "shared" / "data" / "raw"
 _CHUNK_BYTES = 32 * 2**20
 
 
-class GenuineDataMissing(RuntimeError):
-    """The genuine images this content is made from are not on this machine."""
+class GenuineDataMissing(SystemExit):
+    """The genuine images this content is made from are not on this machine (a SystemExit: a benchmark script ends
+    with the message, not a traceback)."""
 
 
 def genuine_dir() -> Path:
