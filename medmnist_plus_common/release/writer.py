@@ -31,7 +31,7 @@ from .deflate_index import crc32
 from .reader import member_name
 
 logger = logging.getLogger(__name__)
-ISAL_LEVEL = 1  # levels 2 and 3: 1-2 % fewer bytes, 12-26 % slower (measured on realistic rows)
+ISAL_LEVEL = 1  # levels 2 and 3: 1-2 % fewer bytes, 10-25 % slower (measured on realistic rows)
 _DEFLATE = []  # (library, level), chosen once per process (a forked worker inherits the parent's choice)
 
 
