@@ -28,10 +28,9 @@ def main() -> None:
                         help="save the results to benchmarks/results/parquet_decode.json (else only print)")
     args = parser.parse_args()
 
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from datasets import Array3D, Dataset, Features, Value
+    from datasets import Array3D, Dataset, Features
 
     from medmnist_plus_common.catalog import load_catalog
     from medmnist_plus_common.release.synthetic import synthetic_images
