@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 
@@ -40,7 +39,7 @@ from medmnist_plus_common.release.synthetic import write_synthetic_release
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from proc_memory import TreeMemorySampler  # noqa: E402
+from proc_memory import run_sampled  # noqa: E402
 
 # What each run does in its own process; it prints one JSON line of timings.
 CHILD = r"""
@@ -83,10 +82,8 @@ def run(mode: str, root: str, cache: str, train_rows: int) -> dict:
     env = dict(os.environ, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     start = time.perf_counter()
     command = [sys.executable, "-c", CHILD, mode, root, cache, str(train_rows)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with TreeMemorySampler(process.pid, interval=0.2) as memory:
-        out, err = process.communicate()
-    if process.returncode != 0:
+    returncode, out, err, memory = run_sampled(command, env=env, interval=0.2)
+    if returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out}\n{err}")
     result = json.loads(out.strip().splitlines()[-1])
     result.update(mode=mode, seconds=time.perf_counter() - start, peak_rss_process=memory.peak_process_hwm,

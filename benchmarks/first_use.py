@@ -27,13 +27,12 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from proc_memory import TreeMemorySampler  # noqa: E402
+from proc_memory import run_sampled  # noqa: E402
 
 CONFIG, BATCH, WORKERS = "dermamnist-224", 64, 2
 MODES = ("official", "ours-png", "ours-raw")
@@ -84,10 +83,8 @@ def run(mode: str, data_dir: str, cache_dir: str, train_rows: int) -> dict:
     shutil.rmtree(cache_dir, ignore_errors=True)
     command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps([mode, data_dir, cache_dir, train_rows])]
     env = dict(os.environ, HF_DATASETS_DISABLE_PROGRESS_BARS="1", PYTHONWARNINGS="ignore")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with TreeMemorySampler(process.pid, interval=0.25) as memory:
-        out, err = process.communicate()
-    if process.returncode != 0:
+    returncode, out, err, memory = run_sampled(command, env=env, interval=0.25)
+    if returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out}\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     cache_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(cache_dir) for f in files

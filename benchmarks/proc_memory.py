@@ -91,3 +91,13 @@ class TreeMemorySampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def run_sampled(command: List[str], env=None, interval: float = 0.2, pss: bool = True):
+    """Run ``command`` while sampling its process tree's memory: ``(returncode, stdout, stderr, sampler)``."""
+    import subprocess
+
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with TreeMemorySampler(process.pid, interval=interval, pss=pss) as memory:
+        out, err = process.communicate()
+    return process.returncode, out, err, memory

@@ -41,6 +41,17 @@ def write_fake_releases(folder, configs, seed=0):
     return arrays
 
 
+def fake_release_folder(tmp_path_factory, name, configs, seed=0):
+    """A module's fake releases: ``(root, {config: arrays})`` with the files in ``root/release``."""
+    root = tmp_path_factory.mktemp(name)
+    return root, write_fake_releases(root / "release", configs, seed=seed)
+
+
+def local_build_kwargs(root):
+    """Build the fakes of :func:`fake_release_folder` into ``root/cache`` (their counts are not official)."""
+    return {"data_dir": str(root / "release"), "cache_dir": str(root / "cache"), "no_checks": True}
+
+
 def assert_matches_release(dataset_dict, arrays, facts):
     """Every row of every split equals the release arrays: index, pixels and label."""
     column = "volume" if facts.dims == 3 else "image"

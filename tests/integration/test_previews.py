@@ -14,7 +14,7 @@ from medmnist_plus_common.catalog import load_catalog
 from medmnist_plus_common.tools.montage import montage
 from medmnist_plus_common.publish.push import export, push
 
-from tests.fakes.releases import write_fake_releases
+from tests.fakes.releases import fake_release_folder, local_build_kwargs
 
 CONFIGS = {
     "pneumoniamnist-28": {"train": 20, "validation": 2, "test": 2},  # 2D: 16 tiles of 20 rows
@@ -24,12 +24,10 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("previews")
-    return root, write_fake_releases(root / "release", CONFIGS, seed=2)
+    return fake_release_folder(tmp_path_factory, "previews", CONFIGS, seed=2)
 
 
-def kwargs(root):
-    return {"data_dir": str(root / "release"), "cache_dir": str(root / "cache"), "no_checks": True}
+kwargs = local_build_kwargs
 
 
 def assert_preview(png: bytes, config, root, arrays):

@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCard
 from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.publish.push import export, push
 
-from tests.fakes.releases import assert_matches_release, write_fake_releases
+from tests.fakes.releases import assert_matches_release, fake_release_folder, local_build_kwargs
 
 pytestmark = pytest.mark.slow  # every test here pushes to the test Hub
 
@@ -32,12 +32,10 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("push")
-    return root, write_fake_releases(root / "release", CONFIGS, seed=7)
+    return fake_release_folder(tmp_path_factory, "push", CONFIGS, seed=7)
 
 
-def build_kwargs(root):
-    return {"data_dir": str(root / "release"), "cache_dir": str(root / "cache"), "no_checks": True}
+build_kwargs = local_build_kwargs
 
 
 def shard_paths(hub_server, repo, config):

@@ -14,7 +14,7 @@ from medmnist_plus_common.cli.main import main
 from medmnist_plus_common.publish.push import export, push
 from medmnist_plus_common.tools.verify import verify
 
-from tests.fakes.releases import write_fake_release, write_fake_releases
+from tests.fakes.releases import fake_release_folder, write_fake_release, write_fake_releases
 
 CONFIGS = {
     "bloodmnist-28": {"train": 10, "validation": 5, "test": 6},  # 2D RGB
@@ -25,9 +25,7 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("verify")
-    arrays = write_fake_releases(root / "release", CONFIGS, seed=3)
-    return root, arrays
+    return fake_release_folder(tmp_path_factory, "verify", CONFIGS, seed=3)
 
 
 def release_path(root, config):
