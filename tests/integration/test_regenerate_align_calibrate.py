@@ -319,6 +319,7 @@ def test_regenerate_without_zipfile_internals_compresses_in_the_main_process(tmp
             assert np.array_equal(a[name], b[name])
 
 
+@pytest.mark.torch  # its last part reads the files with medmnist (and torch): CI's second stage
 def test_isal_deflated_files_hold_the_rows_zlib_would_and_read_everywhere(tmp_path, monkeypatch):
     """Release rows deflated by ISA-L (the default where isal is installed) are standard deflate: np.load, zipfile's
     CRC check and the official medmnist package read the same arrays as from the zlib-deflated file."""
