@@ -1,7 +1,7 @@
 """One ``datasets.GeneratorBasedBuilder`` per MedMNIST+ dataset (configs: its sizes), plus the umbrella ``MedMNISTPlus``.
 
 Each module reads like the MedMNIST+ recipe text for its dataset; the shared machinery is in
-``medmnist_plus_common.builder``.
+``medmnist_plus_common.hf.builder``.
 """
 
 from .pathmnist import PathMNIST

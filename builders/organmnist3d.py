@@ -11,7 +11,7 @@ The MedMNIST+ recipe for OrganMNIST3D (from the MedMNIST+ notes):
     In MedMNIST+, we directly use the 3D bounding boxes of size (15-152)x(15-112)x(12-1145) and process the images
     into 64x64x64.
 
-As code (``medmnist_plus_common/lits.py`` holds the collection's facts and the shared reader; its ASSUMPTIONS
+As code (``medmnist_plus_common/recipes/lits.py`` holds the collection's facts and the shared reader; its ASSUMPTIONS
 are stated there): one record per organ box of a LiTS volume (``<volume path>#<organ code>``), read alone from
 the volume (never the whole scan); HU -> gray with the abdominal window (level 50, width 400 HU by default: an
 assumption, a variant option that ``calibrate`` settles); the box reoriented from the affine to D x H x W =

@@ -13,7 +13,7 @@ The MedMNIST+ recipe for OrganSMNIST (from the MedMNIST+ notes):
     bounding boxes in axial/coronal/sagittal views (planes). Then, for size 224x224, 128x128, and 64x64, we resize
     the source images into the target size.
 
-As code (``medmnist_plus_common/lits.py`` holds the collection's facts and the shared reader; its ASSUMPTIONS
+As code (``medmnist_plus_common/recipes/lits.py`` holds the collection's facts and the shared reader; its ASSUMPTIONS
 are stated there): one record per organ box of a LiTS volume (``<volume path>#<organ code>``); HU -> gray with
 the abdominal window (level 50, width 400 HU by default: an assumption, a variant option that ``calibrate``
 settles); the sagittal slice through the box's center (the voxel axis the affine says runs left-right, center

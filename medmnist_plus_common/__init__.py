@@ -1,7 +1,7 @@
 """medmnist-plus: the MedMNIST+ collection as Hugging Face datasets.
 
 Importing this package makes ``datasets.load_dataset("medmnist_plus", "<flag>-<size>")`` work (see
-:mod:`.registry`; the hook is installed once ``datasets`` is imported, before or after this package);
+:mod:`.hf.registry`; the hook is installed once ``datasets`` is imported, before or after this package);
 :func:`load` does the same through the builders directly.
 """
 

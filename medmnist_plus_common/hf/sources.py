@@ -137,7 +137,7 @@ def _lazily(make: Callable[[], Iterable[Any]]) -> Iterator[Any]:
 
 @dataclass
 class RawSource:
-    """Rows regenerated from a raw collection by the dataset's recipe (see :mod:`.recipes`)."""
+    """Rows regenerated from a raw collection by the dataset's recipe (see :mod:`..recipes`)."""
 
     facts: DatasetFacts
     size: int

@@ -23,14 +23,14 @@ choices, since MedMNIST never published its preprocessing):
   files describe the volume in the usual order. The affine is read either way: if its columns, swapped alike,
   make axis 2 the S-I axis, it described the stored axes; if it does so unswapped, it was written for the usual
   order and is used as it is.
-- Volumes without voxel spacing: see :mod:`.nifti` (voxel axes taken as L, P, S; a warning says so).
+- Volumes without voxel spacing: see :mod:`.readers.nifti` (voxel axes taken as L, P, S; a warning says so).
 
 HU -> gray: the abdominal window (ASSUMPTION: level 50 HU, width 400 HU, the usual abdominal window; the value
 MedMNIST used is not published; ``calibrate`` settles it and ``recipe_variant="level=40,width=350"`` changes it):
 clip to [level - width/2, level + width/2], scale to 0..255, round (:func:`volumeops.hu_window`). A box whose
 windowed crop has no nonzero voxel (e.g. only air) is blank: dropped and counted.
 
-Crops: every crop is reoriented to the display orientation of :mod:`.nifti` (D x H x W = superior->inferior,
+Crops: every crop is reoriented to the display orientation of :mod:`.readers.nifti` (D x H x W = superior->inferior,
 anterior->posterior, patient right->left). Which voxel axis is which comes from the affine: a volume stored in
 DICOM order (affine ``diag(-sx, -sy, sz)``, axis codes L, P, S, what LiTS volumes usually have) has axis 0 = x
 running towards the patient's left, axis 1 = y towards posterior, axis 2 = z towards superior; its axial slice
@@ -174,7 +174,7 @@ def read_box_file(path: Path) -> List[OrganBox]:
             raise RawSourceError(f"{where}: organ code {code} is not one of 1..11 ({ORGAN_CODES}).")
         if name is not None and name != ORGAN_CODES[code]:
             raise RawSourceError(f"{where}: the line names {name!r} but code {code} is {ORGAN_CODES[code]!r}; "
-                                 "fix the line (or the code table in medmnist_plus_common/lits.py if the codes "
+                                 "fix the line (or the code table in medmnist_plus_common/recipes/lits.py if the codes "
                                  "of your box files differ).")
         if code in seen:
             raise RawSourceError(f"{where}: organ code {code} ({ORGAN_CODES[code]}) is listed twice (also on line "

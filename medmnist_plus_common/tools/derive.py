@@ -19,7 +19,7 @@ Only the pairs the recipe text allows (:data:`DERIVATIONS`):
 
 Every row of the source file gives one row at the same split and index, with the same label (a blank output row
 is kept: the rows must stay the source file's). Memory is bounded: rows are streamed in chunks
-(:class:`.release.ReleaseArchive`) and written member by member (:func:`.synthetic.write_npz_members`).
+(:class:`..release.reader.ReleaseArchive`) and written member by member (:func:`..release.writer.write_npz_members`).
 """
 
 from __future__ import annotations
