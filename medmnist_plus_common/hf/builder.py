@@ -188,15 +188,15 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             return config.facts, config.size
         catalog, flag = load_catalog(), self.DATASET_NAME
         own = None if flag == UMBRELLA_NAME else flag  # a dataset's own builder names its configs by size
+        owner = "MedMNIST+" if own is None else type(self).__name__  # as the catalog says it
         full_name = config_name if own is None else f"{flag}-{config_name}"
         try:
             facts, size = catalog.parse_config_name(str(full_name), any_size=True)
         except UnknownConfigError:
             raise UnknownConfigError(catalog.unknown_config_message(
-                config_name, any_size=source == "raw", owner=type(self).__name__, flag=own)) from None
+                config_name, any_size=source == "raw", owner=owner, flag=own)) from None
         if source != "raw":
-            raise UnknownConfigError(catalog.unknown_config_message(config_name, owner=type(self).__name__,
-                                                                    flag=own))
+            raise UnknownConfigError(catalog.unknown_config_message(config_name, owner=owner, flag=own))
         return facts, size
 
     @property
@@ -290,6 +290,16 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         if checked is None:
             checked = self._verification_mode != VerificationMode.NO_CHECKS
         return official_provenance(facts, config.size, checked)
+
+    def download_and_prepare(self, *args, verification_mode=None, **kwargs):
+        # A finished cache is reused whatever checks built it, so a subset built once with no_checks would later
+        # load, export or push silently as if it had passed them: check the local file again (its MD5 is
+        # remembered by the file's identity, so this costs a stat, and the header and row counts a few reads).
+        checks = VerificationMode(verification_mode or VerificationMode.BASIC_CHECKS)
+        if checks != VerificationMode.NO_CHECKS and self.config.source == "official" and self.config.data_dir \
+                and os.path.isfile(os.path.join(self.cache_dir, datasets.config.DATASET_INFO_FILENAME)):
+            self.make_source(strict=True).plan()
+        return super().download_and_prepare(*args, verification_mode=verification_mode, **kwargs)
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._verification_mode = verification_mode  # read by _split_generators, incl. in worker processes

@@ -38,14 +38,14 @@ TIMEOUT_SECONDS = 60.0
 BLOCK_BYTES = 2**20
 # Why a local file's MD5 / row count mismatch is only a warning: builds with verification_mode="no_checks", and
 # streaming (it has no verification_mode and writes no cache). Said so, since a streaming user set nothing.
-NOT_STRICT = ("a build with verification_mode='no_checks', or streaming, which warns instead of failing; "
-              "downloads are always MD5-checked")
+NOT_STRICT = ("a build with verification_mode='no_checks', streaming, or a tool reading the file (montage, audit), "
+              "which warn instead of failing; downloads are always MD5-checked")
 _EXPLAINED = []
 
 
 def anyway(what: str) -> str:
     """`` <what> anyway (why).``: why a mismatch is only a warning, said in full once per process, briefly after."""
-    why = "no_checks or streaming" if _EXPLAINED else NOT_STRICT
+    why = "checks off: no_checks, streaming or a tool reading the file" if _EXPLAINED else NOT_STRICT
     _EXPLAINED.append(True)
     return f" {what} anyway ({why})."
 

@@ -357,7 +357,7 @@ def test_unknown_sizes(config, cache_dir, tmp_path):
     with pytest.raises(UnknownConfigError, match=rf"Unknown PneumoniaMNIST config '{config}'.* With "
                                                  r"source='raw', any size from 8 to 1024 can be regenerated"):
         builders.PneumoniaMNIST(config_name=config, source="raw", data_dir=str(tmp_path), cache_dir=cache_dir)
-    with pytest.raises(UnknownConfigError, match=rf"Unknown MedMNISTPlus config 'pathmnist-{config}'.*any size "
+    with pytest.raises(UnknownConfigError, match=rf"Unknown MedMNIST\+ config 'pathmnist-{config}'.*any size "
                                                  r"from 8 to 1024"):
         builders.MedMNISTPlus(config_name=f"pathmnist-{config}", source="raw", data_dir=str(tmp_path),
                               cache_dir=cache_dir)

@@ -1,5 +1,6 @@
 """Bad input: a clear error naming the file, what is wrong and what to do, and no cache that looks complete."""
 
+import json
 import logging
 import os
 import zipfile
@@ -129,7 +130,7 @@ def test_streaming_a_non_official_file_warns_without_blaming_an_unset_option(tmp
         assert [row["index"] for row in stream] == [0, 1, 2]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("MD5" in w for w in warnings) and any("rows, but the official" in w for w in warnings)
-    assert all("or streaming" in w for w in warnings), warnings  # the reason in full once per process, then brief
+    assert all("streaming" in w for w in warnings), warnings  # the reason in full once per process, then brief
 
 
 def test_non_official_local_file_is_rejected_by_default(tmp_path, cache_dir):
@@ -231,3 +232,22 @@ def test_a_file_with_a_near_name_is_suggested(tmp_path, cache_dir):
     with pytest.raises(ReleaseFileError, match=r"breastmnist\.npz: not found \(it has \['breastmnist_28\.npz'\]\)\. "
                                                r"breastmnist_28\.npz looks like it: rename it to breastmnist\.npz"):
         build("breastmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+
+
+def test_a_subset_built_with_no_checks_is_checked_again_when_reused_without(tmp_path, cache_dir):
+    """A finished cache does not waive the checks: the same fake file, built once with no_checks, fails its MD5 when
+    asked again with the default checks (load_dataset, export), and an export with --no-checks says not verified."""
+    fake(tmp_path, flag="breastmnist")
+    build("breastmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
+    with pytest.raises(ChecksumError, match=r"breastmnist\.npz: MD5 .* is not the official"):
+        build("breastmnist-28", tmp_path, cache_dir)  # reuses the cache folder, yet checks the file
+    with pytest.raises(ChecksumError):
+        datasets.load_dataset("medmnist_plus", "breastmnist-28", data_dir=str(tmp_path), cache_dir=cache_dir)
+    from medmnist_plus_common.publish.push import export
+
+    out = tmp_path / "export"
+    with pytest.raises(ChecksumError):
+        export(str(out), ["breastmnist-28"], data_dir=str(tmp_path), cache_dir=cache_dir)
+    export(str(out), ["breastmnist-28"], data_dir=str(tmp_path), cache_dir=cache_dir, no_checks=True)
+    provenance = json.loads((out / "medmnist_plus.json").read_text())
+    assert provenance["breastmnist-28"]["verified"] is False

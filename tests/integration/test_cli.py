@@ -133,7 +133,7 @@ def test_num_proc_warnings_are_printed_once(tmp_path):
     for split in ("train", "validation", "test"):
         assert result.stderr.count(f"back to 1 for the {split} split") == 1, result.stderr
     assert result.stderr.count("the splits have train 4, validation 2, test 3 rows") == 1, result.stderr  # ours, once
-    assert result.stderr.count("which warns instead of failing") == 1, result.stderr  # the reason, said once
+    assert result.stderr.count("which warn instead of failing") == 1, result.stderr  # the reason, said once
 
 
 @pytest.mark.slow
