@@ -9,7 +9,7 @@ Two sets of meshes in the IntrA layout (a temporary folder):
 For each set: the per-mesh time of the bare calls (``trimesh.load`` + ``pymeshfix`` repair + ``local_voxelize``
 + ``zoom > 0.5``) against the whole recipe (``RECIPE.load`` + ``RECIPE.render``, with its checks), and the
 volumes per second of ``regenerate.render`` (what ``regenerate``/``align`` run) with ``num_proc`` 1 and 2.
-Results: ``benchmarks/results/recipe_3d_throughput.json``.
+Results (with ``--write``): ``benchmarks/results/recipe_3d_throughput.json``.
 
     .venv/bin/python benchmarks/recipe_3d_throughput.py [--meshes 16] [--copies 10] [--repeat 3]
 """
@@ -160,6 +160,7 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=10, help="times each genuine mesh is listed")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe_3d_throughput.json"))
+    parser.add_argument("--write", action="store_true", help="save the results to --out (else only print)")
     args = parser.parse_args()
     import pymeshfix
     import scipy
@@ -179,9 +180,10 @@ def main() -> int:
             results["genuine"] = measure(genuine, args.repeat)
             print("genuine", json.dumps(results["genuine"], indent=1))
     results["load_average_after"] = os.getloadavg()  # other work on the 2 cores skews num_proc 2
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-    print(f"written {args.out}")
+    if args.write:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"written {args.out}")
     return 0
 
 
