@@ -32,30 +32,15 @@ from ..hf import internals
 from .card import PROVENANCE_FILE, render_card
 from ..catalog import SPLITS, ConfigRef, config_ref, load_catalog
 from ..errors import UsageError
+from ..logs import dropping
 
 logger = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
 def _no_num_proc_note():
     """Without this, push_to_hub says "Setting num_proc from 1 back to 1" for every one-shard split of a push that
     never asked for processes (datasets' own logger; the note is dropped only when it says nothing)."""
-    target = logging.getLogger("datasets.arrow_dataset")
-    note = _DropMessage("Setting num_proc from 1 back to 1")
-    target.addFilter(note)
-    try:
-        yield
-    finally:
-        target.removeFilter(note)
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
+    return dropping(logging.getLogger("datasets.arrow_dataset"), "Setting num_proc from 1 back to 1")
 CARD_FILE = "README.md"
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 # Streaming reads a whole Parquet row group per shard (datasets aims for 100MB ones): small groups keep a

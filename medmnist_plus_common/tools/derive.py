@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, Tuple
 
 from ..catalog import SPLITS, DatasetFacts, load_catalog
 from ..errors import MedMNISTPlusError
+from ..logs import dropping
 
 if TYPE_CHECKING:
     import numpy as np
@@ -208,22 +209,12 @@ def derive(flag: str, from_size: int, to_size: int, data_dir, out_dir) -> Derive
     return report
 
 
-class _DropRowCountWarnings(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Building it anyway" not in record.getMessage()
-
-
 def _checked_rows(source: str, facts: DatasetFacts, size: int) -> Dict[str, int]:
     """check_release (shapes, dtypes, channel layout, labels); other row counts than the catalog's are said once."""
-    from ..release.reader import check_release
+    from ..release import reader
 
-    release_logger = logging.getLogger("medmnist_plus_common.release")
-    quiet = _DropRowCountWarnings()
-    release_logger.addFilter(quiet)  # its row-count warnings speak of builds; one line of ours instead
-    try:
-        rows = check_release(source, facts, size, strict=False)
-    finally:
-        release_logger.removeFilter(quiet)
+    with dropping(reader.logger, "Building it anyway"):  # its row-count warning speaks of builds; ours instead
+        rows = reader.check_release(source, facts, size, strict=False)
     if rows != facts.split_counts:
         logger.warning("%s: has %s rows, not the official %s; deriving the same rows.", source,
                        "/".join(f"{rows[s]:,}" for s in SPLITS), "/".join(f"{facts.split_counts[s]:,}" for s in SPLITS))

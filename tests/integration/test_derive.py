@@ -5,6 +5,7 @@ masks saved as NIfTI) or synthetic rows; the derived files are read back with ``
 """
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -195,3 +196,14 @@ def test_a_corrupt_source_fails_with_its_name_and_leaves_no_output(tmp_path):
         derive("nodulemnist3d", 28, 64, data, out)
     assert not any(name.startswith("nodulemnist3d_64") for name in os.listdir(out))
     assert not (out / "medmnist_plus_regenerated.json").exists()
+
+
+def test_a_non_official_source_is_said_once(tmp_path, caplog):
+    """The release reader's row-count warning speaks of builds: derive drops it and says its own line, once."""
+    (tmp_path / "in").mkdir()
+    write_synthetic_release(str(tmp_path / "in" / "adrenalmnist3d_64.npz"), load_catalog()["adrenalmnist3d"], 64,
+                            counts=COUNTS)
+    with caplog.at_level(logging.WARNING):
+        derive("adrenalmnist3d", 64, 28, tmp_path / "in", tmp_path / "out")
+    counts = [m for m in caplog.messages if "rows" in m and "official" in m]
+    assert len(counts) == 1 and "deriving the same rows" in counts[0], caplog.messages
