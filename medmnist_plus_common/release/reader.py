@@ -238,9 +238,7 @@ class ReleaseArchive:
         except ReleaseFileError:
             raise
         except _ZIP_DAMAGE as err:
-            raise ReleaseFileError(
-                f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}"
-            ) from err
+            raise self._corrupt(name, err) from err
         finally:
             stream.close()
 
@@ -286,6 +284,10 @@ class ReleaseArchive:
                                                   data_start + row * header.row_bytes, index=index,
                                                   record=record and index is None)
 
+    def _corrupt(self, name: str, err: BaseException) -> ReleaseFileError:
+        """The error for an array whose bytes do not inflate or fail their CRC-32."""
+        return ReleaseFileError(f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}")
+
     def raise_if_damaged(self, *names: str) -> None:
         """Read these arrays' members to their end: a member whose bytes are damaged (its deflate stream or CRC-32
         fails) raises the error that says so. For a header that looks wrong, which a damaged member explains better
@@ -296,8 +298,7 @@ class ReleaseArchive:
                     while stream.read(CHUNK_BYTES):
                         pass
             except _ZIP_DAMAGE as err:
-                raise ReleaseFileError(
-                    f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}") from err
+                raise self._corrupt(name, err) from err
 
     def index_members(self, names: Sequence[str]) -> None:
         """Record the access points of these arrays now (one pass over each), if they have none yet."""
@@ -309,8 +310,7 @@ class ReleaseArchive:
                 try:
                     index = deflate_index.build_index(self.path, self._members[header.member])
                 except _ZIP_DAMAGE as err:
-                    raise ReleaseFileError(
-                        f"{self.path}: array {name!r} is corrupt ({_describe(err)}). {_REDOWNLOAD}") from err
+                    raise self._corrupt(name, err) from err
                 _save_index(index, index_file)
 
 
