@@ -171,7 +171,7 @@ def check_hub_reachable(repo: str) -> None:
 
     from ..hf import internals
 
-    base = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    base = internals.current_endpoint().rstrip("/")  # the Hub datasets will ask, not a re-read of HF_ENDPOINT
     if internals.offline():
         raise SourceError(f"{repo}: offline mode is on (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), so the Hub at {base} "
                           f"is not asked. {READ_LOCALLY}")

@@ -142,7 +142,7 @@ def test_reading_from_an_unresolvable_hub_fails_at_once_with_reading_advice(read
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setenv("HF_ENDPOINT", "http://hub.medmnist-plus.invalid")
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", "http://hub.medmnist-plus.invalid")  # what datasets asks
     assert main(read_command) == 2
     line = one_paragraph(capsys, "cannot reach the Hub: the host name 'hub.medmnist-plus.invalid'",
                          "you are offline, or HF_ENDPOINT is wrong", "read an exported folder instead")
@@ -154,7 +154,7 @@ def test_reading_from_a_refusing_or_offline_hub_fails_at_once(read_command, no_h
     with socket.socket() as closed:  # a loopback port with nothing listening
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", f"http://127.0.0.1:{port}")
     assert main(read_command) == 2
     one_paragraph(capsys, f"cannot reach the Hub at http://127.0.0.1:{port}: the connection was refused")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
