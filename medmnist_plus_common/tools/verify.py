@@ -70,17 +70,15 @@ class VerifyReport:
     def summary(self) -> str:
         rows = sum(s.rows for s in self.splits)
         what = "compared exactly with " + self.against if self.against else "checked against the catalog"
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.counts.items()))
+        failed = f"; {len(self.problems)} failed check(s)" if self.problems else ""
         if self.present_only:
             expected = sum(s.expected_rows for s in self.splits)
             exact = f": {sum(s.exact for s in self.splits):,} exact" if self.against else ""
-            verdict = "OK" if self.ok else "FAILED"
-            kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.counts.items()))
-            return (f"{verdict} {self.config}: {rows:,} of {expected:,} rows present{exact}"
-                    + (f"; mismatches: {kinds}" if kinds else "") + (f"; {len(self.problems)} failed check(s)"
-                                                                    if self.problems else "") + f" ({what}).")
+            return (f"{'OK' if self.ok else 'FAILED'} {self.config}: {rows:,} of {expected:,} rows present{exact}"
+                    f"{f'; mismatches: {kinds}' if kinds else ''}{failed} ({what}).")
         if self.ok:
             return f"OK {self.config}: {rows:,} rows in {len(self.splits)} split{'s' * (len(self.splits) > 1)} {what}; no mismatch."
-        kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.counts.items()))
         parts = [f"{sum(self.counts.values()):,} mismatching rows ({kinds})"] if self.counts else []
         parts += [f"{len(self.problems)} failed check(s)"] if self.problems else []
         return f"FAILED {self.config}: {'; '.join(parts)} in {rows:,} rows {what}."
@@ -223,6 +221,7 @@ def _verify_split(report: VerifyReport, opened, facts: DatasetFacts, size: int, 
                 continue
             ours = rows.pixels[position]
             result.pixel_bytes += ours.nbytes
+            pixels_equal = False
             if ours.shape != sample_shape or ours.dtype != np.uint8:
                 report.add(Mismatch(split, index, "shape", f"{ours.dtype} {ours.shape}; expected uint8 {sample_shape}"))
             elif _digest(ours) != reference.digests[index].tobytes():
@@ -230,11 +229,10 @@ def _verify_split(report: VerifyReport, opened, facts: DatasetFacts, size: int, 
                 if len(differing) < MAX_REPORTED:
                     differing[index] = ours.copy()
             else:
-                result.exact += 1  # taken back below if the label differs
+                pixels_equal = True
             theirs = reference.labels[index]
             same = np.array_equal(np.asarray(labels[position]).ravel(), theirs.ravel())
-            if not same and ours.shape == sample_shape and _digest(ours) == reference.digests[index].tobytes():
-                result.exact -= 1
+            result.exact += pixels_equal and same
             if not same and not bad[position]:
                 report.add(Mismatch(split, index, "label", f"{_label_text(facts, labels[position])} here, "
                                     f"{_label_text(facts, theirs if facts.is_multilabel else theirs[0])} in the release"))
