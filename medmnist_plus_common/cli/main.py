@@ -11,14 +11,13 @@ import tempfile
 import traceback
 from typing import List, Optional
 
-PACKAGE = "medmnist_plus_common"  # the logger every module's logger descends from
-READ_COMMANDS = ("verify", "montage", "evaluate", "audit")  # they may read a Hub repo (--repo), never write one
-
 from .. import __version__
 from ..catalog import ANY_SIZE_RANGE, SPLITS, config_ref, load_catalog
 from ..errors import MedMNISTPlusError
 from .raw import add_derive_parser, add_raw_parsers, add_raw_source_arguments
 from .tools import add_audit_parser, add_evaluate_parser, add_montage_parser, add_verify_parser
+
+PACKAGE = __name__.split(".")[0]  # the logger every module's logger descends from
 
 
 def _split_counts(counts) -> str:
@@ -78,8 +77,7 @@ def cmd_build(args) -> int:
 
     ref = config_ref(args.config)  # parsed once; the builder explains non-official sizes
     kwargs = {"cache_dir": args.cache_dir, "data_dir": args.data_dir, "base_url": args.base_url,
-              "image_storage": args.image_storage, "manifest": args.manifest,
-              "source": args.source if args.source != "official" else None,  # only what the user set
+              "image_storage": args.image_storage, "source": args.source, "manifest": args.manifest,
               "recipe_variant": args.variant, "skip_bad": args.skip_bad or None}
     instance = builder_for(ref, **{k: v for k, v in kwargs.items() if v is not None})
     # datasets reuses a finished cache folder (it writes dataset_info.json last) unless asked to rebuild
@@ -323,7 +321,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             from .hub_errors import explain
 
-            message = explain(err, getattr(args, "endpoint", None), reading=args.command in READ_COMMANDS)
+            message = explain(err, getattr(args, "endpoint", None), reading=getattr(args, "reads_hub", False))
             if message is None:
                 raise
         if args.verbose:

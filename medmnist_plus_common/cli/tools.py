@@ -38,7 +38,7 @@ def add_verify_parser(commands) -> None:
                          help="check only the rows the source has (a partial raw collection): absent rows are not "
                               "mismatches; the summary says how many were present and exact")
     add_verbose_flag(command)
-    command.set_defaults(run=friendly_errors(cmd_verify))
+    command.set_defaults(run=friendly_errors(cmd_verify), reads_hub=True)  # may read --repo, never writes it
 
 
 def cmd_montage(args) -> int:
@@ -77,7 +77,7 @@ def add_montage_parser(commands) -> None:
     command.add_argument("--zoom", type=int, help="enlarge each pixel to zoom x zoom (default: 2 at 28 px, else 1)")
     command.add_argument("--columns", type=int, help="tiles per row (default: a square grid)")
     add_verbose_flag(command)
-    command.set_defaults(run=friendly_errors(cmd_montage))
+    command.set_defaults(run=friendly_errors(cmd_montage), reads_hub=True)
 
 
 def cmd_evaluate(args) -> int:
@@ -111,7 +111,7 @@ def add_evaluate_parser(commands) -> None:
     command.add_argument("--base-url", help="mirror URL serving the release files by name")
     command.add_argument("--json", help="also write {auc, acc, task, n} to this file")
     add_verbose_flag(command)
-    command.set_defaults(run=friendly_errors(cmd_evaluate))
+    command.set_defaults(run=friendly_errors(cmd_evaluate), reads_hub=True)
 
 
 def cmd_audit(args) -> int:
@@ -154,4 +154,4 @@ def add_audit_parser(commands) -> None:
     command.add_argument("--manifest", help="raw source: CSV split,index,record[,label] giving the official indices")
     command.add_argument("--show", type=int, default=10, help="groups of each kind printed (default 10)")
     add_verbose_flag(command)
-    command.set_defaults(run=friendly_errors(cmd_audit))
+    command.set_defaults(run=friendly_errors(cmd_audit), reads_hub=True)
