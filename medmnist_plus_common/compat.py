@@ -59,6 +59,7 @@ from typing import Optional
 import numpy as np
 
 from . import load, load_catalog
+from .catalog import RELEASE_SPLIT_PREFIX
 from .errors import DownloadError, MedMNISTPlusError
 from .hf import internals
 from .release.download import download as _fetch
@@ -70,7 +71,7 @@ HOMEPAGE = "https://github.com/MedMNIST/MedMNIST/"
 # medmnist's names for the catalog's task kinds, and for its splits (the only naming differences).
 TASK_NAMES = {"multi-class": "multi-class", "binary": "binary-class", "ordinal": "ordinal-regression",
               "multi-label": "multi-label, binary-class"}
-SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+SPLIT_NAMES = {release: split for split, release in RELEASE_SPLIT_PREFIX.items()}  # the release files' names
 
 Metrics = namedtuple("Metrics", ["AUC", "ACC"])
 
