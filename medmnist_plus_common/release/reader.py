@@ -171,6 +171,15 @@ class ReleaseArchive:
         name = member_name(split, "index")
         return self.read_array(name).astype(np.int64) if self.has_array(name) else None
 
+    def split_chunks(self, split: str) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """A whole split in chunks of rows: ``(official indices, labels, pixels)`` (see :meth:`row_indices`)."""
+        labels, indices, position = self.read_array(member_name(split, "labels")), self.row_indices(split), 0
+        for pixels in self.iter_chunks(member_name(split, "images"), [(0, None)]):
+            stop = position + len(pixels)
+            index = indices[position:stop] if indices is not None else np.arange(position, stop, dtype=np.int64)
+            yield index, labels[position:stop], pixels
+            position = stop
+
     def header(self, name: str) -> ArrayHeader:
         stream, header = self._open(name)
         stream.close()

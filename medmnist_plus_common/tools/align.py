@@ -58,14 +58,9 @@ def _release_rows(release: str, facts: DatasetFacts) -> Iterator[Tuple[str, int,
     """Every row of a release file: (split, index, pixels, label), streamed."""
     with ReleaseArchive(release) as archive:
         for split in SPLITS:
-            labels = archive.read_array(member_name(split, "labels"))
-            indices = archive.row_indices(split)
-            row = 0
-            for chunk in archive.iter_chunks(member_name(split, "images"), [(0, None)]):
-                for pixels in chunk:
-                    index = int(indices[row]) if indices is not None else row
-                    yield split, index, pixels, _label_key(facts, labels[row])
-                    row += 1
+            for indices, labels, chunk in archive.split_chunks(split):
+                for index, pixels, label in zip(indices.tolist(), chunk, labels):
+                    yield split, index, pixels, _label_key(facts, label)
 
 
 def _label_key(facts: DatasetFacts, label) -> Any:

@@ -133,17 +133,11 @@ def _labels(facts: DatasetFacts, labels) -> np.ndarray:
 
 
 def _release_chunks(path: str, split: str, facts: DatasetFacts, index_dir: Optional[str]) -> Iterator[Chunk]:
-    from ..release.reader import ReleaseArchive, member_name
+    from ..release.reader import ReleaseArchive
 
     with ReleaseArchive(path, index_dir) as archive:
-        labels = _labels(facts, archive.read_array(member_name(split, "labels")))
-        indices = archive.row_indices(split)  # None: the row position is the official index
-        position = 0
-        for pixels in archive.iter_chunks(member_name(split, "images"), [(0, None)]):
-            stop = position + len(pixels)
-            index = indices[position:stop] if indices is not None else np.arange(position, stop, dtype=np.int64)
-            yield index, labels[position:stop], pixels
-            position = stop
+        for index, labels, pixels in archive.split_chunks(split):
+            yield index, _labels(facts, labels), pixels
 
 
 def _opened_chunks(opened) -> Iterator[Chunk]:
