@@ -9,7 +9,12 @@ and a preview reads one row without inflating the rows before it.
 
 Python's :mod:`zlib` has neither ``Z_BLOCK`` nor ``inflatePrime``; the system zlib (``libz.so.1``, on Linux
 usually the library CPython's :mod:`zlib` module is linked to) is called through :mod:`ctypes`. Where it cannot
-be loaded, :func:`available` is False and readers inflate from the member's start, as before.
+be loaded, :func:`available` is False and readers inflate from the member's start.
+
+Points are recorded where a file enters the cache (a download, see ``reader.index_release``), not by every read:
+recording needs zlib's inflate, and a read from the member's start without points uses ISA-L's instead
+(:class:`SequentialMemberReader`), 1.7x faster than zlib through ctypes (2.9 s against 4.9 s for a 1 GiB member
+of realistic rows): the first build of a local file, and every single-process read.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from typing import List, Optional
 
 import numpy as np
 
-try:  # the same CRC-32 as zlib's, about 5x faster (ISA-L's, with carry-less multiplication); isal is a dependency
+try:  # ISA-L (a dependency): zlib's CRC-32 about 5x faster (carry-less multiplication), and a faster inflate
     from isal.isal_zlib import crc32
+    from isal.isal_zlib import decompressobj as _fast_decompressobj
+    from isal.isal_zlib import error as _fast_inflate_error
 except ImportError:  # pragma: no cover
     from zlib import crc32
+    from zlib import decompressobj as _fast_decompressobj
+    from zlib import error as _fast_inflate_error
 
 SPAN = 8 * 2**20  # uncompressed bytes between access points: the most a reader inflates and drops
 WINDOW = 32768  # deflate's history size
@@ -358,3 +367,73 @@ def build_index(path: str, info: zipfile.ZipInfo, span: Optional[int] = None) ->
         while reader.read(16 * 2**20):
             pass
         return reader.complete_index
+
+
+class SequentialMemberReader:
+    """A deflated zip member's uncompressed bytes from ``offset`` on, inflated from the member's start with ISA-L,
+    read like a file (``read(n)``). Bytes before ``offset`` are inflated and dropped; the member's CRC-32 and size
+    are checked at its end. Records no access points (see the module's docstring). A mismatch raises
+    ``zlib.error``."""
+
+    def __init__(self, path: str, info: zipfile.ZipInfo, offset: int = 0):
+        self.path, self.info = path, info
+        self._inflater = _fast_decompressobj(-15)
+        self._position = self._crc = 0
+        self._file = open(path, "rb")
+        try:
+            self._file.seek(data_offset(path, info))
+            self._remaining = info.compress_size
+            while self._position < offset and self._inflate(min(offset - self._position, 8 * 2**20)):
+                pass
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "SequentialMemberReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _inflate(self, limit: int) -> bytes:
+        """Up to ``limit`` more bytes of the member (fewer only at its end, then checked): b"" after the end."""
+        out, starved = b"", False
+        while not out and not self._inflater.eof:
+            data = self._inflater.unconsumed_tail
+            if not data and self._remaining:
+                data = self._file.read(min(self._remaining, 2**20))
+                if not data:
+                    raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
+                self._remaining -= len(data)
+            elif not data:  # all input given: ISA-L may still hold output back (max_length); ask once more
+                if starved:
+                    raise zlib.error(f"member {self.info.filename!r} ends early: the file is truncated")
+                starved = True
+            try:
+                out = self._inflater.decompress(data, limit)
+            except _fast_inflate_error as err:
+                raise zlib.error(f"member {self.info.filename!r} is corrupt: {err}") from None
+        self._crc = crc32(out, self._crc)
+        self._position += len(out)
+        if self._inflater.eof and self._position != self.info.file_size:
+            raise zlib.error(f"member {self.info.filename!r} is corrupt: {self._position} bytes, "
+                             f"not {self.info.file_size}")
+        if self._inflater.eof and self._crc != self.info.CRC:
+            raise zlib.error(f"member {self.info.filename!r} is corrupt: bad CRC-32")
+        return out
+
+    def read(self, nbytes: int) -> bytearray:
+        """Up to ``nbytes`` bytes (fewer only at the member's end), in a writable buffer."""
+        result = bytearray(max(nbytes, 0))
+        view, filled = memoryview(result), 0
+        while filled < nbytes:
+            out = self._inflate(nbytes - filled)
+            if not out:
+                break
+            view[filled:filled + len(out)] = out
+            filled += len(out)
+        view.release()
+        return result if filled == nbytes else result[:filled]

@@ -1,9 +1,9 @@
 """Reading official MedMNIST+ release files (``.npz``) row by row, with bounded memory.
 
 ``np.load(path, mmap_mode="r")`` on an ``.npz`` still inflates a whole member into RAM (12.6 GiB for the
-PathMNIST-224 train images). Here a member is read as a stream instead: the zip member is opened with
-:mod:`zipfile` (which inflates deflate members incrementally and passes stored members through), its ``.npy``
-header is parsed, and rows are read in chunks of a few MiB. Before a single row is yielded,
+PathMNIST-224 train images). Here a member is read as a stream instead: its ``.npy`` header is parsed, and rows
+are inflated in chunks of a few MiB (with ISA-L, or from an access point of :mod:`.deflate_index`; stored members
+pass through :mod:`zipfile`). Before a single row is yielded,
 :func:`check_release` compares every member's dtype, shape, channel layout and row count with the catalog.
 """
 
@@ -92,9 +92,9 @@ def _read_exact(stream, nbytes: int, path: str, member: str) -> bytes:
 class ReleaseArchive:
     """An open release ``.npz``. Use as a context manager; members are read by name, never by position.
 
-    ``index_dir``: where the deflate access points of large members are kept (see :mod:`.deflate_index`). A member
-    read from its start records them there; a later read of rows far into the member starts at the point before
-    them instead of inflating every row before them.
+    ``index_dir``: where the deflate access points of large members are kept (see :mod:`.deflate_index`; recorded
+    by :meth:`index_members`, e.g. after a download). With them a read of rows far into a member starts at the
+    point before them instead of inflating every row before them.
     """
 
     def __init__(self, path: str, index_dir: Optional[str] = None):
@@ -215,14 +215,14 @@ class ReleaseArchive:
         row_bytes = max(header.row_bytes, 1)
         chunk_rows = max(1, CHUNK_BYTES // row_bytes)
         position = 0
-        index = index_file = None
+        index = None
         try:
-            if self._indexable(header):
+            if self._members[header.member].compress_type == zipfile.ZIP_DEFLATED:
                 data_start = stream.tell()  # the .npy header's length
                 stream.close()
-                index_file = self._index_file(header.member)
-                index = self._usable_index(index_file, header.member)
-                stream = self._member_reader(header, data_start, 0, index, record=index_file is not None)
+                if self._indexable(header):
+                    index = self._usable_index(self._index_file(header.member), header.member)
+                stream = self._member_reader(header, data_start, 0, index)
             for start, stop in ranges:
                 if index is not None and (start - position) * row_bytes > 2 * deflate_index.SPAN:
                     stream.close()  # far ahead: start again at the access point before the range
@@ -242,8 +242,6 @@ class ReleaseArchive:
                     f"{self.path}: array {name!r} has bytes after its {header.rows} rows; the file is corrupt. "
                     f"{_REDOWNLOAD}"
                 )
-            if index is None and index_file and getattr(stream, "complete_index", None) is not None:
-                _save_index(stream.complete_index, index_file)
         except ReleaseFileError:
             raise
         except _ZIP_DAMAGE as err:
@@ -286,12 +284,13 @@ class ReleaseArchive:
         return None
 
     def _member_reader(self, header: ArrayHeader, data_start: int, row: int,
-                       index: Optional[deflate_index.MemberIndex], record: bool = False):
-        """The member's bytes from ``row`` on: from the access point before it (with an index), else from the
-        member's start, then recording the access points passed when ``record``."""
-        return deflate_index.DeflatedMemberReader(self.path, self._members[header.member],
-                                                  data_start + row * header.row_bytes, index=index,
-                                                  record=record and index is None)
+                       index: Optional[deflate_index.MemberIndex]):
+        """The member's bytes from ``row`` on: from the access point before it (with an index), else inflated from
+        the member's start with ISA-L."""
+        info, offset = self._members[header.member], data_start + row * header.row_bytes
+        if index is None:
+            return deflate_index.SequentialMemberReader(self.path, info, offset)
+        return deflate_index.DeflatedMemberReader(self.path, info, offset, index=index)
 
     def _corrupt(self, name: str, err: BaseException) -> ReleaseFileError:
         """The error for an array whose bytes do not inflate or fail their CRC-32."""

@@ -61,6 +61,33 @@ def test_every_offset_reads_the_member_bytes(release, tmp_path):
             assert read_all(reader) == member[int(offset):], offset
 
 
+def test_the_sequential_reader_reads_from_any_offset_and_checks_the_member(release, tmp_path):
+    path, _ = release
+    with zipfile.ZipFile(path) as archive:
+        infos = [archive.getinfo(name) for name in ("train_images.npy", "train_labels.npy")]
+        members = [archive.read(info) for info in infos]
+    for info, member in zip(infos, members):
+        for offset in (0, 1, 7, len(member) // 3, len(member) - 1, len(member)):
+            for step in (1, 4097, 100_003, len(member) + 5):
+                if step == 1 and len(member) - offset > 50_000:
+                    continue
+                with deflate_index.SequentialMemberReader(str(path), info, offset) as reader:
+                    assert read_all(reader, step) == member[offset:], (info.filename, offset, step)
+    info = infos[0]
+    start = deflate_index.data_offset(str(path), info)
+    original = path.read_bytes()
+    for name, damaged, error in [
+        ("flipped", original[:start + info.compress_size // 2] + bytes([original[start + info.compress_size // 2] ^ 0x55])
+         + original[start + info.compress_size // 2 + 1:], "corrupt"),
+        ("truncated", original[:start + info.compress_size // 2], "ends early"),
+    ]:
+        bad = tmp_path / f"{name}.npz"
+        bad.write_bytes(damaged)
+        with pytest.raises(zlib.error, match=error):
+            with deflate_index.SequentialMemberReader(str(bad), info) as reader:
+                read_all(reader)
+
+
 def test_a_corrupt_member_gives_no_index(release, tmp_path):
     path, _ = release
     with zipfile.ZipFile(path) as archive:
@@ -78,8 +105,10 @@ def test_rows_after_the_first_point_are_read_without_inflating_the_rows_before(r
     path, arrays = release
     index_dir = str(tmp_path / "index")
     images = member_name("train", "images")
-    with ReleaseArchive(str(path), index_dir) as archive:  # a full read records the member's points
+    with ReleaseArchive(str(path), index_dir) as archive:
         assert np.array_equal(archive.read_array(images), arrays[images])
+        assert not os.path.exists(index_dir), "a read records no points (ISA-L's inflate is faster than zlib's)"
+        archive.index_members([images])
     assert any(name.endswith("-train_images.npz") for name in os.listdir(index_dir))
 
     # Damage the first compressed bytes of the member, keeping the file's size and mtime (its identity):
@@ -127,16 +156,39 @@ def test_shards_are_planned_evenly_for_num_proc(release):
             assert max(per_process) - min(per_process) <= max(b - a for a, b in shards), (split, per_process)
 
 
-def test_a_build_records_the_index_and_the_next_build_uses_it(release, tmp_path, small_span):
+def test_a_build_without_points_reads_from_the_start_and_a_build_with_them_uses_them(release, tmp_path, small_span):
     path, arrays = release
     folder = str(path.parent)
     cache = tmp_path / "cache"
+    index_dir = cache / "downloads" / "medmnist_plus" / "index"
     first = TissueMNIST(config_name="28", data_dir=folder, cache_dir=str(cache))
     first.download_and_prepare(num_proc=2, verification_mode="no_checks")
-    index_dir = cache / "downloads" / "medmnist_plus" / "index"
+    assert not index_dir.exists() or not os.listdir(index_dir)  # a local file's first build records none
+    assert_matches_release(first.as_dataset(), arrays, load_catalog()["tissuemnist"])
+    shutil.rmtree(first.cache_dir)
+
+    index_release(str(path), str(index_dir))
     names = sorted(os.listdir(index_dir))
     assert [n.split("-", 2)[2] for n in names] == ["test_images.npz", "train_images.npz", "val_images.npz"]
-    shutil.rmtree(first.cache_dir)
+    # Damage the train member's first bytes, keeping the file's identity: the second process starts at its access
+    # point, so it builds its rows; the first process meets the damage (proof that the points were used).
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member_name("train", "images") + ".npy")
+    original = path.read_bytes()
+
+    def damage():
+        data = bytearray(original)
+        data[deflate_index.data_offset(str(path), info) + 8192] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    _keep_identity(path, damage)
+    source = OfficialSource(load_catalog()["tissuemnist"], 28, str(path), strict=False, index_dir=str(index_dir))
+    late = source.plan(num_proc=2)["train"][-1]
+    rows = [index for _, (index, _, _) in source.rows("train", [late])]
+    assert rows == list(range(*late))
+    with pytest.raises(ReleaseFileError, match="corrupt"):
+        list(source.rows("train", [source.plan(num_proc=2)["train"][0]]))
+    _keep_identity(path, lambda: path.write_bytes(original))
     second = TissueMNIST(config_name="28", data_dir=folder, cache_dir=str(cache))
     second.download_and_prepare(num_proc=2, verification_mode="no_checks")
     built = second.as_dataset()
@@ -199,12 +251,12 @@ def _keep_identity(path, change):
 
 
 def _indexed_train_images(release, tmp_path):
-    """The release's train images read once through an index_dir: (index_dir, member name, its index file)."""
+    """The release's train images indexed in an index_dir: (index_dir, member name, its index file)."""
     path, _ = release
     index_dir = str(tmp_path / "index")
     images = member_name("train", "images")
     with ReleaseArchive(str(path), index_dir) as archive:
-        archive.read_array(images)
+        archive.index_members([images])
     return index_dir, images, _index_file(index_dir, "train_images")
 
 
@@ -240,8 +292,10 @@ def test_an_unusable_index_is_ignored_and_recorded_again(release, tmp_path, smal
 
     open(index_file, "wb").close()  # empty (e.g. a crash while it was written)
     with ReleaseArchive(str(path), index_dir) as archive:
-        # read from the member's start (not blamed on the release), recording the index again on the way
+        # read from the member's start (not blamed on the release); the unusable file is removed
         assert np.array_equal(np.concatenate(list(archive.iter_chunks(images, [(700, None)]))), arrays[images][700:])
+        assert not os.path.exists(index_file)
+        archive.index_members([images])  # and recorded again on request
     assert deflate_index.MemberIndex.load(index_file).out == deflate_index.MemberIndex.load(
         _index_file_copy(tmp_path, good)).out
 
@@ -262,5 +316,6 @@ def test_the_index_of_a_replaced_file_is_replaced(release, tmp_path, small_span)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with ReleaseArchive(str(path), index_dir) as archive:
         assert np.array_equal(archive.read_array(images), arrays[images])
+        archive.index_members([images])
     names = [n for n in os.listdir(index_dir) if n.endswith("-train_images.npz")]
     assert len(names) == 1 and os.path.join(index_dir, names[0]) != old_index
