@@ -260,7 +260,8 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             if not os.path.isfile(path):
                 raise RawSourceError(f"{path}: not found, though {REGENERATED_PROVENANCE} beside it lists it. "
                                      "Regenerate it, or pass the folder holding the file as data_dir.")
-            return OfficialSource(facts, config.size, path, strict, regenerated, index_dir=index_dir(downloads))
+            return OfficialSource(facts, config.size, path, strict, regenerated, index_dir=index_dir(downloads),
+                                  stored_as=self._stored_as())
         path = locate_release(
             release,
             cache_dir=downloads,
@@ -273,7 +274,11 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             # start at their own rows (about 5 s per GiB, small beside the download).
             after_download=lambda new_file: index_release(new_file, index_dir(downloads)),
         )
-        return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads))
+        return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads),
+                              stored_as=self._stored_as())
+
+    def _stored_as(self) -> str:
+        return "raw" if self.config.facts.dims == 3 else self.config.image_storage
 
     def provenance(self, checked: Optional[bool] = None) -> dict:
         """How this config's rows were produced: for the card and ``medmnist_plus.json``.

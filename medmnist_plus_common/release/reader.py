@@ -249,6 +249,15 @@ class ReleaseArchive:
         finally:
             stream.close()
 
+    def has_access_points(self, name: str) -> bool:
+        """Whether a read of rows far into array ``name`` can start near them (a stored member, or a deflated one
+        with recorded access points) instead of inflating every row before them."""
+        stream, header = self._open(name)
+        stream.close()
+        if self._members[header.member].compress_type != zipfile.ZIP_DEFLATED:
+            return True
+        return self._indexable(header) and self._usable_index(self._index_file(header.member), header.member) is not None
+
     def _indexable(self, header: ArrayHeader) -> bool:
         info = self._members[header.member]
         return (info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > deflate_index.SPAN
@@ -445,8 +454,19 @@ def _check_label_values(path: str, labels: np.ndarray, member: str, facts: Datas
         )
 
 
-def shard_ranges(rows: int, shards: int) -> List[Tuple[int, int]]:
-    """Split ``rows`` into up to ``shards`` contiguous ranges (the unit of ``num_proc`` parallelism)."""
+def shard_ranges(rows: int, shards: int, processes: int = 1, skip_share: float = 0.0) -> List[Tuple[int, int]]:
+    """Split ``rows`` into up to ``shards`` contiguous ranges (the unit of ``num_proc`` parallelism).
+
+    ``processes`` (dividing ``shards``) each take a run of consecutive shards. A process that must first inflate
+    and drop the rows before its own, each costing ``skip_share`` of a row's build, gets fewer rows, so that all
+    finish together: process k takes ``t * (1 - skip_share) ** k`` rows (``t`` such that they sum to ``rows``)."""
     shards = max(1, min(shards, rows))
-    bounds = np.linspace(0, rows, shards + 1).astype(int)
+    if processes > 1 and shards % processes == 0 and skip_share > 0:
+        shares = (1 - skip_share) ** np.arange(processes)
+        ends = np.concatenate([[0], np.cumsum(shares) / shares.sum() * rows])
+        bounds = np.concatenate([np.linspace(a, b, shards // processes + 1)[:-1] for a, b in zip(ends, ends[1:])]
+                                + [[rows]])
+    else:
+        bounds = np.linspace(0, rows, shards + 1)
+    bounds = np.round(bounds).astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a] or [(0, 0)]

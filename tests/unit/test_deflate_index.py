@@ -137,10 +137,16 @@ def test_rows_after_the_first_point_are_read_without_inflating_the_rows_before(r
             list(archive.iter_chunks(images, [(900, 1000)]))
 
 
-def test_shards_are_planned_evenly_for_num_proc(release):
+def test_shards_are_planned_for_num_proc_by_whether_processes_can_start_at_their_rows(release, tmp_path, small_span):
     path, _ = release
     facts = load_catalog()["tissuemnist"]
-    source = OfficialSource(facts, 28, str(path), strict=False)
+    index_dir = str(tmp_path / "index")
+    source = OfficialSource(facts, 28, str(path), strict=False, index_dir=index_dir)
+    skewed = source.plan(num_proc=2)["train"]  # no access points: the second process inflates the first's rows
+    run = len(skewed) // 2
+    first, second = skewed[run - 1][1] - skewed[0][0], skewed[-1][1] - skewed[run][0]
+    assert first + second == MANY["train"] and second < first
+    index_release(str(path), index_dir)
     for num_proc in (2, 3):
         plan = source.plan(num_proc=num_proc)
         for split in SPLITS:

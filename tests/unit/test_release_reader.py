@@ -58,6 +58,23 @@ def test_shard_ranges_cover_every_row_once():
         assert len(ranges) <= max(1, shards)
 
 
+def test_shards_for_processes_that_skip_give_later_processes_fewer_rows():
+    for rows, shards, processes, share in [(7007, 32, 2, 0.2), (7007, 32, 2, 0.4), (1003, 4, 2, 0.4),
+                                           (12000, 30, 3, 0.25), (10, 4, 2, 0.4)]:
+        ranges = shard_ranges(rows, shards, processes, share)
+        assert [i for a, b in ranges for i in range(a, b)] == list(range(rows))
+        if rows < shards:
+            continue
+        assert len(ranges) == shards
+        run = shards // processes
+        per_process = [(ranges[k * run][0], ranges[(k + 1) * run - 1][1]) for k in range(processes)]
+        # Each process's time: the rows before its first (inflated and dropped) plus its own rows: all equal.
+        times = [start * share + (stop - start) for start, stop in per_process]
+        assert max(times) - min(times) <= processes * 2, (rows, shards, processes, share, per_process)
+        assert per_process[0][1] - per_process[0][0] > per_process[-1][1] - per_process[-1][0]
+    assert shard_ranges(7007, 32, 2, 0.0) == shard_ranges(7007, 32)
+
+
 @pytest.mark.parametrize("flag, size", [("chestmnist", 64), ("vesselmnist3d", 28)])
 def test_streaming_writer_produces_what_numpy_reads(tmp_path, flag, size):
     facts = load_catalog()[flag]
