@@ -21,6 +21,7 @@ from . import internals
 from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, load_catalog
 from ..release.download import file_identity, index_dir, locate_release
 from ..errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
+from ..forking import frozen_while
 from .features import (IMAGE_STORAGES, encode_label, encode_sample, fast_png_encoder, features_for,
                        label_description, sample_key)
 from ..recipes.base import RawRecipe
@@ -34,7 +35,7 @@ SOURCES = ("official", "raw")
 # 1.2: PNG images stored with the fast encoder (features.encode_png_fast): the same pixels, other bytes (sizes in
 # the cache's info, and fingerprints derived from its files, e.g. export's re-encoding, must not be shared).
 VERSION = datasets.Version("1.2.0")
-WRITER_BATCH_BYTES = 64 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
+WRITER_BATCH_BYTES = 8 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
 
 
 @dataclass
@@ -309,7 +310,8 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._verification_mode = verification_mode  # read by _split_generators, incl. in worker processes
         self._num_proc = prepare_split_kwargs.get("num_proc") or 1  # shards are planned for it
-        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        with frozen_while(forking=self._num_proc > 1):  # the workers' collectors leave the pages they share alone
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         # A split whose every record was skipped (skip_bad) has no rows and no shard: datasets could not read it
         # back ("corresponds to no data"), so it is left out, like a split a partial collection has no records for.
         for name in [name for name, split in self.info.splits.items() if not split.num_examples]:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..forking import FreezeInherited
 from ..hf import internals
 from ..hf.arrow_values import arrow_label_values, chunk_values, png_values
 
@@ -75,7 +76,13 @@ def data_loader(dataset, batch_size: int = 64, num_workers: int = 2, **kwargs):
     from torch.utils.data import DataLoader
 
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=UInt8Collate(),
-                      persistent_workers=False, **kwargs)
+                      persistent_workers=False, **_worker_kwargs(kwargs))
+
+
+def _worker_kwargs(kwargs: dict) -> dict:
+    """``kwargs`` with a ``worker_init_fn`` that keeps each worker's collector off the pages it shares with this
+    process (see :mod:`..forking`), then runs the caller's own."""
+    return dict(kwargs, worker_init_fn=FreezeInherited(kwargs.get("worker_init_fn")))
 
 
 def channels_first(pixels: np.ndarray, column: str) -> np.ndarray:
@@ -194,7 +201,7 @@ def stream_loader(stream, batch_size: int = 64, num_workers: int = 2, *, shuffle
 
     kwargs.setdefault("persistent_workers", num_workers > 0)
     return DataLoader(StreamBatches(stream, batch_size, shuffle_buffer=shuffle_buffer, seed=seed), batch_size=None,
-                      num_workers=num_workers, **kwargs)
+                      num_workers=num_workers, **_worker_kwargs(kwargs))
 
 
 def _already_batched(batch):
@@ -210,4 +217,4 @@ def batch_loader(dataset, batch_size: int = 64, num_workers: int = 2, shuffle: b
 
     kwargs.setdefault("persistent_workers", num_workers > 0)
     return DataLoader(ArrowBatches(dataset), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=_already_batched, **kwargs)
+                      collate_fn=_already_batched, **_worker_kwargs(kwargs))

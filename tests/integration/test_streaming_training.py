@@ -145,6 +145,32 @@ def test_arrow_batches_png_and_raw_storage_are_exact(config, counts, tmp_path):
         assert np.array_equal(batch["images"].numpy(), expected[batch["index"].numpy()])
 
 
+def _worker_state(worker_id):
+    import gc
+
+    if gc.get_freeze_count() == 0:
+        raise RuntimeError(f"worker {worker_id}: the objects it inherited are not frozen")
+    os.environ["MEDMNIST_PLUS_TEST_WORKER"] = str(worker_id)
+
+
+class _WorkerSeen(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):  # an example as the loaders' collate takes it; the label says which worker made it
+        return {"image": np.zeros((1, 2, 2), dtype=np.uint8), "label": int(os.environ["MEDMNIST_PLUS_TEST_WORKER"]),
+                "index": i}
+
+
+def test_loader_workers_freeze_what_they_inherit_and_run_the_callers_init():
+    from medmnist_plus_common.training import data_loader
+
+    loader = data_loader(_WorkerSeen(), batch_size=2, num_workers=2, worker_init_fn=_worker_state)
+    batches = list(loader)
+    assert sorted(i for batch in batches for i in batch["index"].tolist()) == [0, 1, 2, 3]
+    assert {worker for batch in batches for worker in batch["labels"].tolist()} == {0, 1}
+
+
 def test_unknown_image_storage_is_refused(tmp_path):
     from medmnist_plus_common import builder_for
     with pytest.raises(ValueError, match=r"Unknown image_storage 'jpeg'; available: \['png', 'raw'\]"):

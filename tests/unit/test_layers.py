@@ -1,6 +1,6 @@
 """The layers are the tree: imports point down only, by package.
 
-    foundation   catalog, errors, logs                 (facts, error types, logging helpers)
+    foundation   catalog, errors, logs, forking        (facts, error types, logging, forked workers' memory)
     core         release < recipes < hf               (read/write the official format, the recipes, the builder base)
     datasets     builders/                             (one module per dataset, each carrying its recipe)
     application  training, tools, evaluate, publish, compat   (on top of builds; no cycles among them)
@@ -19,7 +19,7 @@ import pytest
 import medmnist_plus_common
 
 PACKAGE = Path(medmnist_plus_common.__file__).parent
-RANK = {"errors": 0, "logs": 0, "catalog": 0.5, "release": 1, "recipes": 2, "hf": 3,
+RANK = {"errors": 0, "logs": 0, "forking": 0, "catalog": 0.5, "release": 1, "recipes": 2, "hf": 3,
         "training": 5, "tools": 5, "evaluate": 5, "publish": 5, "compat": 5, "cli": 6}
 DATASETS_RANK = 4  # builders/
 CORE_MAX = 3
