@@ -33,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from realistic import realistic_images  # noqa: E402
 
+from medmnist_plus_common.hf import features  # noqa: E402
+
 
 def pil_encoder(level=None, strategy=None):
     def encode(pixels):
@@ -63,7 +65,22 @@ def encoders():
         out["imagecodecs level 1, RLE, SUB (OpenCV's fast)"] = imagecodecs_encoder(1, strategy=3, filter=16)
     except ImportError:
         print("imagecodecs not installed: its encoders are not measured", file=sys.stderr)
+    for level in (0, 1, 2, 3):
+        out[f"SUB filter + ISA-L level {level}" + (" (the cache)" if level == features.FAST_PNG_LEVEL else "")] = \
+            sub_isal_encoder(level)
     return out
+
+
+def sub_isal_encoder(level):
+    """The cache's encoder (``features.encode_png_fast``) at another ISA-L level."""
+    def encode(pixels):
+        chosen = features.FAST_PNG_LEVEL
+        features.FAST_PNG_LEVEL = level
+        try:
+            return features.encode_png_fast(pixels)
+        finally:
+            features.FAST_PNG_LEVEL = chosen
+    return encode
 
 
 def decode(data):

@@ -22,8 +22,7 @@ from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, load_catalog
 from ..release.download import file_identity, index_dir, locate_release
 from ..errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
 from ..forking import frozen_while
-from .features import (IMAGE_STORAGES, encode_label, encode_sample, fast_png_encoder, features_for,
-                       label_description, sample_key)
+from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
 from ..recipes.base import RawRecipe
 from ..release.reader import index_release
 from .registry import all_recipes
@@ -319,8 +318,6 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
         strict = self._verification_mode != VerificationMode.NO_CHECKS
-        if self.config.facts.dims == 2 and self.config.image_storage == "png":
-            fast_png_encoder()  # chosen (and a missing imagecodecs said) once, before num_proc workers fork
         self._source = self.make_source(strict, dl_manager)
         shards = self._source.plan(num_proc=getattr(self, "_num_proc", 1))
         if not strict:  # a subset or partial collection: progress bars count its rows, not the catalog's

@@ -4,6 +4,7 @@ Speed is measured by benchmarks/png_encodings.py, never asserted here.
 """
 
 import io
+import zlib
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +13,6 @@ from PIL import Image
 
 from medmnist_plus_common import builder_for
 from medmnist_plus_common.catalog import load_catalog
-from medmnist_plus_common.hf import features
 from medmnist_plus_common.hf.features import compact_png, decode_png, encode_png, encode_png_fast
 from medmnist_plus_common.publish.push import export
 from tests.fakes.releases import assert_matches_release, write_fake_releases
@@ -29,18 +29,7 @@ def _images():
     yield np.full((8, 8), 255, np.uint8)
 
 
-@pytest.fixture(params=["imagecodecs", "PIL fallback"])
-def fast_encoder(request, monkeypatch):
-    """Run a test with each fast encoder: imagecodecs' and the fallback used without it."""
-    if request.param == "imagecodecs":
-        pytest.importorskip("imagecodecs")
-        monkeypatch.setattr(features, "_FAST_PNG", [features._imagecodecs_png])
-    else:
-        monkeypatch.setattr(features, "_FAST_PNG", [features.encode_png])
-    return request.param
-
-
-def test_fast_and_compact_png_are_pixel_exact_and_decode_to_the_same_mode(fast_encoder):
+def test_fast_and_compact_png_are_pixel_exact_and_decode_to_the_same_mode():
     for pixels in _images():
         for data in (encode_png_fast(pixels), encode_png(pixels), compact_png(encode_png_fast(pixels))):
             with Image.open(io.BytesIO(data)) as image:
@@ -51,27 +40,24 @@ def test_fast_and_compact_png_are_pixel_exact_and_decode_to_the_same_mode(fast_e
         assert compact_png(encode_png_fast(pixels)) == encode_png(pixels)  # compact bytes depend on pixels only
 
 
-def test_a_missing_imagecodecs_falls_back_to_pil_and_says_so_once(monkeypatch, caplog):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_imagecodecs(name, *args, **kwargs):
-        if name == "imagecodecs":
-            raise ImportError("no imagecodecs here")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_imagecodecs)
-    monkeypatch.setattr(features, "_FAST_PNG", [])
-    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    with caplog.at_level("WARNING", logger=features.__name__):
-        assert encode_png_fast(pixels) == encode_png(pixels)
-        encode_png_fast(pixels)
-    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
-    assert "imagecodecs is not installed" in caplog.records[0].message
+def test_the_fast_png_is_a_standard_png_with_the_sub_filter_on_every_row():
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1), (1, 9), (9, 1), (1, 1, 3), (3, 5, 3), (28, 28), (224, 224, 3)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        data = encode_png_fast(pixels)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # PIL checks each chunk's CRC-32 and the zlib stream's Adler-32
+            assert np.array_equal(np.asarray(image), pixels)
+        height, width = shape[:2]
+        rows = zlib.decompress(data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8])
+        assert len(rows) == height * (1 + width * (1 if len(shape) == 2 else 3))
+        assert rows[:: len(rows) // height] == b"\x01" * height  # every row's filter byte: SUB
+    for bad in (np.zeros((4, 4), np.uint16), np.zeros((4, 4, 4), np.uint8), np.zeros(4, np.uint8)):
+        with pytest.raises(ValueError, match="uint8 H x W or H x W x 3"):
+            encode_png_fast(bad)
 
 
-def test_the_cache_holds_fast_pngs_and_export_writes_compact_ones(tmp_path, fast_encoder):
+def test_the_cache_holds_fast_pngs_and_export_writes_compact_ones(tmp_path):
     configs = {"dermamnist-28": {"train": 20, "validation": 3, "test": 4},
                "pneumoniamnist-28": {"train": 9, "validation": 2, "test": 3}}
     arrays = write_fake_releases(tmp_path / "release", configs)
