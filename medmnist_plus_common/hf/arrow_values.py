@@ -46,19 +46,28 @@ def chunk_values(chunk, shape, zero_copy: bool) -> np.ndarray:
     return values.to_numpy(zero_copy_only=zero_copy).reshape((len(chunk),) + tuple(shape))
 
 
-def decode_png(data: bytes) -> np.ndarray:
+def decode_png(data: bytes, out: Optional[np.ndarray] = None) -> np.ndarray:
     """One stored PNG as a uint8 array, H x W or H x W x C: exactly PIL's pixels (not necessarily writeable).
 
     The loaders decode every image every epoch, and PIL's generic path takes about 3x the time of
     :func:`_decode_plain_png` on the PNGs this package writes (``features.encode_png_fast``). Any other PNG, or
-    anything unexpected in one (a damaged file included), is PIL's to decode, with PIL's errors."""
+    anything unexpected in one (a damaged file included), is PIL's to decode, with PIL's errors.
+
+    ``out``: an array of the image's shape and dtype to decode into (and return), such as the channels-last view
+    of a slot of a batch (``features.channels_last_image``): no copy into the batch afterwards."""
     from PIL import Image
 
-    pixels = _decode_plain_png(data, Image.MAX_IMAGE_PIXELS)
+    pixels = _decode_plain_png(data, Image.MAX_IMAGE_PIXELS, out)
     if pixels is None:
         import io
 
         pixels = np.asarray(Image.open(io.BytesIO(data)))
+        if out is not None:
+            if out.shape != pixels.shape or out.dtype != pixels.dtype:
+                raise ValueError(f"a {pixels.dtype} image of shape {pixels.shape} cannot be decoded into a "
+                                 f"{out.dtype} array of shape {out.shape}")
+            out[...] = pixels
+            pixels = out
     return pixels
 
 
@@ -66,9 +75,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3}  # colour type: gray, RGB
 
 
-def _decode_plain_png(data: bytes, max_pixels) -> Optional[np.ndarray]:
+def _decode_plain_png(data: bytes, max_pixels, out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """The pixels of an 8-bit gray or RGB, non-interlaced PNG made of IHDR, IDAT... and IEND chunks only, whose
-    rows are all filtered with None or SUB (as ``encode_png_fast`` writes); None for any other PNG or bytes.
+    rows are all filtered with None or SUB (as ``encode_png_fast`` writes), into ``out`` if given; None for any
+    other PNG or bytes (or an ``out`` of another shape).
 
     PNG's SUB filter stores each byte minus the byte one pixel to its left, modulo 256: a uint8 cumulative sum
     along the row undoes it. As strict as PIL or stricter: the IHDR's CRC, the zlib stream's end, length and
@@ -105,15 +115,16 @@ def _decode_plain_png(data: bytes, max_pixels) -> Optional[np.ndarray]:
     filters = rows[:, 0]
     if filters.max() > 1:  # Up, Average or Paeth (or not a filter)
         return None
-    pixels = rows[:, 1:].reshape((height, width, channels)[:2 if channels == 1 else 3])
+    shape = (height, width, channels)[:2 if channels == 1 else 3]
+    if out is not None and (out.shape != shape or out.dtype != np.uint8):
+        return None
+    pixels = rows[:, 1:].reshape(shape)
     sub = filters == 1
     if sub.all():
-        return np.cumsum(pixels, axis=1, dtype=np.uint8)
-    pixels = pixels.copy()
-    pixels[sub] = np.cumsum(pixels[sub], axis=1, dtype=np.uint8)
-    return pixels
+        return np.cumsum(pixels, axis=1, dtype=np.uint8, out=out)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    out[...] = pixels
+    out[sub] = np.cumsum(pixels[sub], axis=1, dtype=np.uint8)
+    return out
 
-
-def png_values(png_bytes) -> np.ndarray:
-    """Stored PNGs as one stacked uint8 array."""
-    return np.stack([decode_png(data) for data in png_bytes])

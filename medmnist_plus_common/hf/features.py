@@ -115,6 +115,11 @@ def channels_first_image(pixels: np.ndarray) -> np.ndarray:
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
+def channels_last_image(slot: np.ndarray) -> np.ndarray:
+    """A C x H x W array (one image of a batch) as the H x W (C = 1) or H x W x C view a PNG decodes into."""
+    return slot[0] if len(slot) == 1 else slot.transpose(1, 2, 0)
+
+
 def encode_sample(facts: DatasetFacts, pixels: np.ndarray, image_storage: str = "png"):
     """The value of the ``image``/``volume`` column for one release row."""
     if facts.dims == 3:

@@ -225,6 +225,24 @@ def test_decode_png_leaves_other_pngs_to_pil():
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def test_decode_png_into_a_slot_of_a_channels_first_batch():
+    imagecodecs = pytest.importorskip("imagecodecs")
+    rng = np.random.default_rng(11)
+    for pixels in (rng.integers(0, 256, (31, 57), dtype=np.uint8), rng.integers(0, 256, (31, 57, 3), dtype=np.uint8)):
+        pngs = {"fast": features._imagecodecs_png(pixels), "PIL's filters": encode_png(pixels),
+                "None and SUB rows": _handmade_png(pixels, rng.integers(0, 2, 31)),
+                "None rows": imagecodecs.png_encode(pixels, filter=8)}
+        for name, data in pngs.items():
+            batch = np.zeros((2,) + features.channels_first_image(pixels).shape, np.uint8)
+            decoded = decode_png(data, out=features.channels_last_image(batch[1]))
+            assert np.shares_memory(decoded, batch[1]) and np.array_equal(decoded, pixels), name
+            assert np.array_equal(batch[1], features.channels_first_image(pixels)) and not batch[0].any(), name
+            for wrong in (np.empty(pixels.shape[:1] + (56,) + pixels.shape[2:], np.uint8),
+                          np.empty(pixels.shape, np.uint16)):
+                with pytest.raises(ValueError, match="cannot be decoded into a"):
+                    decode_png(data, out=wrong)
+
+
 def _outcome(decode, data: bytes):
     """The pixels, or the error type and message (without object addresses)."""
     try:
