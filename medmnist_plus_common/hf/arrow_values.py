@@ -120,11 +120,15 @@ def _decode_plain_png(data: bytes, max_pixels, out: Optional[np.ndarray] = None)
         return None
     pixels = rows[:, 1:].reshape(shape)
     sub = filters == 1
-    if sub.all():
-        return np.cumsum(pixels, axis=1, dtype=np.uint8, out=out)
     if out is None:
         out = np.empty(shape, np.uint8)
-    out[...] = pixels
-    out[sub] = np.cumsum(pixels[sub], axis=1, dtype=np.uint8)
+    if sub.all() and channels == 1:  # numpy sums whole rows at a time faster: down the columns of the transpose
+        columns = pixels.T.copy()
+        out[...] = np.add.accumulate(columns, axis=0, out=columns).T
+    elif sub.all():
+        np.cumsum(pixels, axis=1, dtype=np.uint8, out=out)
+    else:
+        out[...] = pixels
+        out[sub] = np.cumsum(pixels[sub], axis=1, dtype=np.uint8)
     return out
 
