@@ -73,6 +73,7 @@ def decode_png(data: bytes, out: Optional[np.ndarray] = None) -> np.ndarray:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3}  # colour type: gray, RGB
+_HEAD_BYTES = 1024  # of the zlib stream, inflated first to see the filters of the first rows
 
 
 def _decode_plain_png(data: bytes, max_pixels, out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
@@ -104,12 +105,19 @@ def _decode_plain_png(data: bytes, max_pixels, out: Optional[np.ndarray] = None)
     else:
         return None  # no IEND
     row_bytes = 1 + width * channels
+    zlib_stream, size = b"".join(idat), height * row_bytes
     stream = decompressobj()
-    try:  # no more than one byte beyond the image is inflated: a stream longer than IHDR says goes to PIL
-        raw = stream.decompress(b"".join(idat), height * row_bytes + 1)
+    try:
+        # PIL's adaptive filters choose Up, Average or Paeth within the first rows (realistic images: by the third):
+        # the first KiB of the stream is inflated alone, so that such a PNG goes to PIL without inflating the rest
+        raw = stream.decompress(zlib_stream[:_HEAD_BYTES], size + 1)
+        if len(raw) > size or max(raw[::row_bytes], default=0) > 1:
+            return None
+        # all the head was taken (the output stayed below its limit); at most one byte beyond the image is inflated
+        raw += stream.decompress(zlib_stream[_HEAD_BYTES:], size + 1 - len(raw))
     except inflate_error:
         return None
-    if not stream.eof or len(raw) != height * row_bytes:
+    if not stream.eof or len(raw) != size:
         return None
     rows = np.frombuffer(raw, np.uint8).reshape(height, row_bytes)
     filters = rows[:, 0]
