@@ -3,9 +3,10 @@
 - ``index``: the row of the example in its split of the official MedMNIST arrays (0-based).
 - ``image`` (2D): ``Image()``, stored as lossless PNG, mode L (gray) or RGB, pixel-exact to the release
   (the default, and what the Hub gets). Two encodings of the same pixels: :func:`encode_png_fast` in the local
-  Arrow cache (its bytes never leave the machine: encoded about 13x faster than PIL's default PNG and decoded
-  faster, some 10 % larger) and :func:`encode_png` where the bytes travel (``export``, ``push``: as small as PIL's
-  default level or smaller, 4-5x faster to encode). Measured in ``benchmarks/png_encodings.py``.
+  Arrow cache (its bytes never leave the machine: encoded about 13x faster than PIL's default PNG, decoded about
+  4x faster by :func:`.arrow_values.decode_png`, some 10 % larger) and :func:`encode_png` where the bytes travel
+  (``export``, ``push``: as small as PIL's default level or smaller, 4-5x faster to encode). Measured in
+  ``benchmarks/png_encodings.py`` and ``benchmarks/png_decode.py``.
   For local training caches, ``image_storage="raw"`` stores the uint8 pixels instead, channels first as PyTorch
   wants them: ``Array3D((C, s, s), "uint8")`` (C = 1 or 3). No
   decoding, read zero-copy from the memory-mapped Arrow file; larger on disk. (Channels last would cost an
@@ -89,7 +90,7 @@ def fast_png_encoder():
             _FAST_PNG.append(_imagecodecs_png)
         except ImportError:
             logger.warning("imagecodecs is not installed: the Arrow cache's PNGs are encoded with PIL (about 2.5x "
-                           "slower to encode and 1.5x slower to decode). pip install imagecodecs (or "
+                           "slower to encode and 4x slower to decode). pip install imagecodecs (or "
                            "medmnist-plus[fast]) for the fast encoder.")
             _FAST_PNG.append(encode_png)
     return _FAST_PNG[0]
@@ -99,7 +100,8 @@ def encode_png_fast(pixels: np.ndarray) -> bytes:
     """Lossless PNG of one uint8 image for the local Arrow cache: fast to encode and to decode.
 
     With ``imagecodecs``: zlib level 1, ``Z_RLE``, SUB filter; on realistic 224 px RGB 0.078x the encoding time of
-    PIL's default, 0.68x its decoding time (PIL decodes both), 1.09x its bytes (gray: 0.1x, 0.76x, 1.16x).
+    PIL's default, 0.68x its decoding time (PIL decodes both), 1.09x its bytes (gray: 0.1x, 0.76x, 1.16x);
+    :func:`.arrow_values.decode_png` decodes these PNGs itself, in about 0.25x the time PIL takes for its default.
     Without it, :func:`encode_png`. Pixels are exact either way (PNG is lossless); export and push re-encode
     with :func:`encode_png` (:func:`compact_png`)."""
     return fast_png_encoder()(pixels)
