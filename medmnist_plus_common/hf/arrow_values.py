@@ -79,7 +79,7 @@ _HEAD_BYTES = 1024  # of the zlib stream, inflated first to see the filters of t
 def _decode_plain_png(data: bytes, max_pixels, out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """The pixels of an 8-bit gray or RGB, non-interlaced PNG made of IHDR, IDAT... and IEND chunks only, whose
     rows are all filtered with None or SUB (as ``encode_png_fast`` writes), into ``out`` if given; None for any
-    other PNG or bytes (or an ``out`` of another shape).
+    other PNG or bytes (or an ``out`` of another shape or dtype).
 
     PNG's SUB filter stores each byte minus the byte one pixel to its left, modulo 256: a uint8 cumulative sum
     along the row undoes it. As strict as PIL or stricter: the IHDR's CRC, the zlib stream's end, length and
