@@ -3,9 +3,10 @@
 - ``index``: the row of the example in its split of the official MedMNIST arrays (0-based).
 - ``image`` (2D): ``Image()``, stored as lossless PNG, mode L (gray) or RGB, pixel-exact to the release
   (the default, and what the Hub gets). Two encodings of the same pixels: :func:`encode_png_fast` in the local
-  Arrow cache (its bytes never leave the machine: encoded about 30x faster than PIL's default PNG and decoded
-  faster, some 10 % larger) and :func:`encode_png` where the bytes travel (``export``, ``push``: as small as PIL's
-  default level or smaller, 4-5x faster to encode). Measured in ``benchmarks/png_encodings.py``.
+  Arrow cache (its bytes never leave the machine: encoded about 30x faster than PIL's default PNG, decoded about
+  3x faster by :func:`.arrow_values.decode_png`, some 10 % larger) and :func:`encode_png` where the bytes travel
+  (``export``, ``push``: as small as PIL's default level or smaller, 4-5x faster to encode). Measured in
+  ``benchmarks/png_encodings.py`` and ``benchmarks/png_decode.py``.
   For local training caches, ``image_storage="raw"`` stores the uint8 pixels instead, channels first as PyTorch
   wants them: ``Array3D((C, s, s), "uint8")`` (C = 1 or 3). No
   decoding, read zero-copy from the memory-mapped Arrow file; larger on disk. (Channels last would cost an
@@ -115,6 +116,11 @@ def compact_png(data: bytes) -> bytes:
 def channels_first_image(pixels: np.ndarray) -> np.ndarray:
     """One 2D image, H x W or H x W x C, as a C x H x W view."""
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def channels_last_image(slot: np.ndarray) -> np.ndarray:
+    """A C x H x W array (one image of a batch) as the H x W (C = 1) or H x W x C view a PNG decodes into."""
+    return slot[0] if len(slot) == 1 else slot.transpose(1, 2, 0)
 
 
 def encode_sample(facts: DatasetFacts, pixels: np.ndarray, image_storage: str = "png"):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..forking import FreezeInherited
 from ..hf import internals
-from ..hf.arrow_values import arrow_label_values, chunk_values, png_values
+from ..hf.arrow_values import arrow_label_values, chunk_values, decode_png
 
 
 def _pixels(value) -> np.ndarray:
@@ -139,9 +139,13 @@ class ArrowBatches:
         for position, (chunk, index) in enumerate(zip(np.searchsorted(starts, indices, side="right") - 1, indices)):
             out[position] = views[chunk][1][index - starts[chunk]]
 
-    def _png_images(self, indices: np.ndarray) -> np.ndarray:
-        """Decode the PNGs of ``indices``: a take() per record batch, so only those rows' bytes are copied."""
+    def _png_images(self, indices: np.ndarray):
+        """The PNGs of ``indices`` decoded straight into an N x C x H x W batch tensor: a take() per record batch,
+        so only those rows' bytes are copied."""
         import pyarrow as pa
+
+        from ..hf.features import channels_first_image, channels_last_image
+        from .torch_data import new_batch_tensor
 
         column = internals.arrow_table(self.dataset).column(self.column)
         images = [None] * len(indices)
@@ -153,7 +157,13 @@ class ArrowBatches:
                 for position, data in zip(selected, taken):
                     images[position] = data
             start += len(chunk)
-        return png_values(images)
+        first = channels_first_image(decode_png(images[0]))
+        batch = new_batch_tensor((len(images),) + first.shape)
+        pixels = batch.numpy()
+        pixels[0] = first
+        for slot, data in zip(pixels[1:], images[1:]):
+            decode_png(data, out=channels_last_image(slot))
+        return batch
 
     def __getitems__(self, indices) -> Dict[str, Any]:
         import torch
@@ -163,7 +173,7 @@ class ArrowBatches:
         if mapping is not None:  # a select()/shuffle() view: map to rows of the cache file
             indices = mapping[indices].astype(np.int64)  # stored as uint64
         if self.is_png:
-            images = torch.from_numpy(channels_first(self._png_images(indices), self.column))
+            images = self._png_images(indices)
         else:
             from .torch_data import new_batch_tensor
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..hf.features import channels_first_image
+from ..hf.features import channels_first_image, channels_last_image
 from ..hf.arrow_values import arrow_label_values, decode_png, fixed_shape_values
 
 
@@ -60,9 +60,9 @@ class _BatchWriter:
             take, rows = rows[: self.batch_size - self.filled], rows[self.batch_size - self.filled:]
             start, end = self.filled, self.filled + len(take)
             pixels = self.images.numpy()[start:end]
-            if self.shape is None:  # PNG: decode into the batch, H x W [x C] -> C x H x W
+            if self.shape is None:  # PNG: decode straight into the batch (an H x W [x C] view of C x H x W)
                 for position, row in enumerate(take):
-                    pixels[position] = channels_first_image(decode_png(store.pixels[row]))
+                    decode_png(store.pixels[row], out=channels_last_image(pixels[position]))
             else:
                 out = pixels[:, 0] if self.column == "volume" else pixels
                 np.take(store.pixels, take, axis=0, out=out, mode="clip")  # indices are valid; "clip" avoids a temporary
