@@ -1,13 +1,13 @@
 """Benchmark: decoding the Arrow cache's PNGs (``encode_png_fast``), PIL vs ``decode_png``, on realistic content.
 
 The loaders decode every image every epoch. For realistic 224 px images (``benchmarks/realistic.py``), RGB and
-gray, encoded as the cache stores them (imagecodecs: zlib level 1, Z_RLE, SUB filter), each way below decodes the
+gray, encoded as the cache stores them (``encode_png_fast``: SUB filter, ISA-L level 1), each way below decodes the
 same images, interleaved round after round (``--rounds``) so that the load of this shared machine falls on all
 alike; per image times are the median over rounds, ratios to PIL (for the same task) are taken within each round.
 "Into a batch" puts each image into a C x H x W slot of a uint8 batch, as the streaming loader does: decoded then
-copied (transposed), or decoded straight into the slot (``out=``). The last rows decode the PNGs the cache holds
-without imagecodecs (``encode_png``: PIL's adaptive filters, which ``decode_png`` leaves to PIL), with PIL and
-with ``decode_png``. Every result is compared with the original pixels.
+copied (transposed), or decoded straight into the slot (``out=``). The last rows decode compact PNGs
+(``encode_png``, what export and push write: PIL's adaptive filters, which ``decode_png`` leaves to PIL), with PIL
+and with ``decode_png``. Every result is compared with the original pixels.
 
 Run:  python benchmarks/png_decode.py [--images 100] [--rounds 7]
 """
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realistic import realistic_images  # noqa: E402
 
 from medmnist_plus_common.hf.arrow_values import decode_png  # noqa: E402
-from medmnist_plus_common.hf.features import (_imagecodecs_png, channels_first_image, channels_last_image,  # noqa: E402
-                                              encode_png)
+from medmnist_plus_common.hf.features import (channels_first_image, channels_last_image, encode_png,  # noqa: E402
+                                              encode_png_fast)
 
 
 def pil(data):
@@ -48,12 +48,12 @@ def ways(batch):
 
 
 def measure(images: np.ndarray, rounds: int) -> dict:
-    encoded = [_imagecodecs_png(pixels) for pixels in images]
+    encoded = [encode_png_fast(pixels) for pixels in images]
     compact = [encode_png(pixels) for pixels in images]
     batch = np.empty((len(images),) + channels_first_image(images[0]).shape, np.uint8)
     table = ways(batch)
-    table["without imagecodecs (encode_png's PNGs): PIL"] = lambda i, data: pil(compact[i])
-    table["without imagecodecs (encode_png's PNGs): decode_png (falls back to PIL)"] = \
+    table["compact PNGs (encode_png's, export and push): PIL"] = lambda i, data: pil(compact[i])
+    table["compact PNGs (encode_png's, export and push): decode_png (falls back to PIL)"] = \
         lambda i, data: decode_png(compact[i])
     times = {name: [] for name in table}
     for _ in range(rounds):
