@@ -14,10 +14,12 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import Future
 from http.client import HTTPException
 from typing import Callable, Optional
 
@@ -52,7 +54,9 @@ def anyway(what: str) -> str:
 
 def md5sum(path: str) -> str:
     digest = hashlib.md5()
-    with open(path, "rb") as f:
+    # Unbuffered: no BufferedReader lock is held while reading, should a build fork its workers meanwhile (see
+    # PendingChecksum). hashlib releases the GIL while it hashes these large blocks.
+    with open(path, "rb", buffering=0) as f:
         for block in iter(lambda: f.read(8 * BLOCK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -111,9 +115,11 @@ def locate_release(
     folder, used when its MD5 matches), this package's download cache, then the network. ``after_download`` is
     called with the path of a file just downloaded and verified (to index it while it is fresh in the page cache).
     """
-    memo = os.path.join(cache_dir, "medmnist_plus", "md5")
+    memo = md5_memo_dir(cache_dir)
     if data_dir is not None:
-        return _from_data_dir(release, os.path.expanduser(str(data_dir)), strict, memo)
+        path = release_in_folder(release, data_dir)
+        PendingChecksum(release, path, strict, memo).result()
+        return path
     official_copy = os.path.join(medmnist_root(), release.file)
     if not force_download and os.path.isfile(official_copy):
         if remembered_md5(official_copy, memo) == release.md5:
@@ -137,33 +143,103 @@ def locate_release(
     return target
 
 
+def md5_memo_dir(cache_dir: str) -> str:
+    """Where the MD5s of local files are remembered (see :func:`remembered_md5`)."""
+    return os.path.join(cache_dir, "medmnist_plus", "md5")
+
+
 def remembered_md5(path: str, memo_dir: str) -> str:
     """The MD5 of a local file, hashed once per identity (real path, size, mtime): a file used again unchanged is
     not read again (the quick check of rsync and git). Kept in ``memo_dir``."""
     identity = file_identity(path)
-    memo = os.path.join(memo_dir, hashlib.sha1(str(identity).encode()).hexdigest()[:24] + ".json")
+    known = _memo_read(memo_dir, identity)
+    return known if known is not None else _memo_write(memo_dir, identity, md5sum(path))
+
+
+def _memo_path(memo_dir: str, identity: Optional[str]) -> str:
+    return os.path.join(memo_dir, hashlib.sha1(str(identity).encode()).hexdigest()[:24] + ".json")
+
+
+def _memo_read(memo_dir: str, identity: Optional[str]) -> Optional[str]:
     try:
-        with open(memo, encoding="utf-8") as f:
+        with open(_memo_path(memo_dir, identity), encoding="utf-8") as f:
             entry = json.load(f)
         if entry.get("identity") == identity:
             return entry["md5"]
     except (OSError, ValueError, KeyError, AttributeError):
         pass
-    digest = md5sum(path)
+    return None
+
+
+def _memo_write(memo_dir: str, identity: Optional[str], digest: str) -> str:
     partial = None
     try:
         os.makedirs(memo_dir, exist_ok=True)
         handle, partial = tempfile.mkstemp(dir=memo_dir, suffix=".partial")
         with os.fdopen(handle, "w", encoding="utf-8") as f:
             json.dump({"identity": identity, "md5": digest}, f)
-        os.replace(partial, memo)
+        os.replace(partial, _memo_path(memo_dir, identity))
     except OSError:  # a read-only cache only costs time
         if partial and os.path.exists(partial):
             os.remove(partial)
     return digest
 
 
-def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool, memo_dir: str) -> str:
+class PendingChecksum:
+    """The MD5 check of a local release file. :meth:`result` raises ChecksumError (strict) or warns, once (not
+    strict), if the file is not the official one.
+
+    ``in_background``: a file whose MD5 is not remembered yet is hashed by a thread while a build reads its rows
+    (about 2 s per GiB, which a first build otherwise waited for on one core), and the build asks :meth:`done` and
+    :meth:`result` as it goes. Otherwise, and for a remembered MD5 (a stat), the check is done at once.
+    """
+
+    def __init__(self, release: ReleaseFile, path: str, strict: bool, memo_dir: str, in_background: bool = False):
+        self.release, self.path, self.strict, self._memo_dir = release, path, strict, memo_dir
+        self._identity = file_identity(path)
+        known = _memo_read(memo_dir, self._identity)
+        self._remember, self._said = known is None, False
+        self._digest: Future = Future()
+        if known is None and in_background:
+            # A daemon thread (a ThreadPoolExecutor's would be waited for at exit, even after a failed build).
+            threading.Thread(target=self._hash, name=f"md5 of {release.file}", daemon=True).start()
+        else:
+            self._digest.set_result(known if known is not None else md5sum(path))
+
+    def _hash(self) -> None:
+        # Only reads and hashes: no logging and no memo file here (result() writes it), so that nothing a num_proc
+        # worker forked meanwhile uses is held by this thread.
+        try:
+            self._digest.set_result(md5sum(self.path))
+        except BaseException as err:  # noqa: BLE001 (handed to result(), raised in the thread that asks)
+            self._digest.set_exception(err)
+
+    def done(self) -> bool:
+        return self._digest.done()
+
+    def result(self) -> None:
+        """Wait for the hash; then ChecksumError (strict) or a warning (once) for a file that is not the official one."""
+        actual = self._digest.result()
+        if not self._said:
+            self._said = True
+            if self._remember:
+                _memo_write(self._memo_dir, self._identity, actual)
+            if actual != self.release.md5 and not self.strict:
+                logger.warning(self._mismatch(actual) + anyway("Using it"))
+        if actual != self.release.md5 and self.strict:
+            raise ChecksumError(
+                self._mismatch(actual) + " The file is damaged or not the official release: replace it with the "
+                "official file. If it is a subset or benchmark file on purpose, build with "
+                "verification_mode='no_checks' (CLI: --no-checks)."
+            )
+
+    def _mismatch(self, actual: str) -> str:
+        return f"{self.path}: MD5 {actual} is not the official {self.release.md5} of {self.release.file}."
+
+
+def release_in_folder(release: ReleaseFile, data_dir: str) -> str:
+    """The path of ``release`` in the folder ``data_dir``; a clear error if it is not there (its MD5 is not checked)."""
+    data_dir = os.path.expanduser(str(data_dir))
     path = os.path.join(data_dir, release.file)
     if os.path.isfile(data_dir):
         named = (" It is that very file: pass the folder holding it"
@@ -183,16 +259,6 @@ def _from_data_dir(release: ReleaseFile, data_dir: str, strict: bool, memo_dir: 
             f"{path}: not found (it has {present}).{rename} Put the official file {release.file} there "
             f"(https://zenodo.org/records/10519652), or leave out data_dir to download it."
         )
-    actual = remembered_md5(path, memo_dir)
-    if actual != release.md5:
-        message = f"{path}: MD5 {actual} is not the official {release.md5} of {release.file}."
-        if strict:
-            raise ChecksumError(
-                message + " The file is damaged or not the official release: replace it with the official file. "
-                "If it is a subset or benchmark file on purpose, build with verification_mode='no_checks' "
-                "(CLI: --no-checks)."
-            )
-        logger.warning(message + anyway("Using it"))
     return path
 
 
