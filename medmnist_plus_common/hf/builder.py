@@ -19,8 +19,9 @@ from datasets.utils.info_utils import VerificationMode
 
 from . import internals
 from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, load_catalog
-from ..release.download import file_identity, index_dir, locate_release
-from ..errors import MedMNISTPlusError, RawSourceError, UnknownConfigError
+from ..release.download import (PendingChecksum, file_identity, index_dir, locate_release, md5_memo_dir,
+                                release_in_folder)
+from ..errors import ChecksumError, MedMNISTPlusError, RawSourceError, UnknownConfigError
 from ..forking import frozen_while
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
 from ..recipes.base import RawRecipe
@@ -35,6 +36,7 @@ SOURCES = ("official", "raw")
 # the cache's info, and fingerprints derived from its files, e.g. export's re-encoding, must not be shared).
 VERSION = datasets.Version("1.2.0")
 WRITER_BATCH_BYTES = 8 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
+MD5_POLL_ROWS = 128  # a single-process build asks whether the release file's MD5 is known every this many rows
 
 
 @dataclass
@@ -132,6 +134,8 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     # Streaming has no verification_mode argument and writes no cache, so there a local file's MD5 or row count
     # that differs from the catalog is a warning (downloads are always MD5-checked). Builds default to checks.
     _verification_mode = VerificationMode.NO_CHECKS
+    _building = False  # in _download_and_prepare: a local release file's MD5 is then checked beside the build
+    _md5_check: Optional[PendingChecksum] = None
 
     def __init__(self, *args, dataset_name: Optional[str] = None, writer_batch_size: Optional[int] = None, **kwargs):
         internals.check()  # the private pieces below (overrides, Key) exist in the installed datasets
@@ -262,6 +266,13 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
                                      "Regenerate it, or pass the folder holding the file as data_dir.")
             return OfficialSource(facts, config.size, path, strict, regenerated, index_dir=index_dir(downloads),
                                   stored_as=self._stored_as())
+        if config.data_dir is not None and self._building:
+            # Its first build hashes the file beside the rows (a remembered MD5 is checked at once): _prepare_split
+            # and _generate_examples ask as they go, _download_and_prepare waits for it before the cache is kept.
+            path = release_in_folder(release, config.data_dir)
+            self._md5_check = PendingChecksum(release, path, strict, md5_memo_dir(downloads), in_background=True)
+            return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads),
+                                  stored_as=self._stored_as())
         path = locate_release(
             release,
             cache_dir=downloads,
@@ -309,8 +320,23 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._verification_mode = verification_mode  # read by _split_generators, incl. in worker processes
         self._num_proc = prepare_split_kwargs.get("num_proc") or 1  # shards are planned for it
-        with frozen_while(forking=self._num_proc > 1):  # the workers' collectors leave the pages they share alone
-            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        self._building, self._md5_check = True, None
+        try:
+            with frozen_while(forking=self._num_proc > 1):  # the workers' collectors leave the pages they share alone
+                super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        except Exception:
+            # As when the MD5 was checked first: a file that is not the official one fails as that, whatever else
+            # failed while it was hashed (and with no_checks, its warning is said).
+            if self._md5_check is not None:
+                try:
+                    self._md5_check.result()
+                except ChecksumError as mismatch:
+                    raise mismatch from None
+            raise
+        finally:
+            self._building = False
+        if self._md5_check is not None:
+            self._md5_check.result()  # at the latest here: datasets keeps the cache only if this returns
         # A split whose every record was skipped (skip_bad) has no rows and no shard: datasets could not read it
         # back ("corresponds to no data"), so it is left out, like a split a partial collection has no records for.
         for name in [name for name, split in self.info.splits.items() if not split.num_examples]:
@@ -328,6 +354,15 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split, "shards": shards[split]})
                 for split in SPLITS if shards[split] and shards[split] != [(0, 0)]]
 
+    def _prepare_split(self, split_generator, **kwargs):
+        super()._prepare_split(split_generator, **kwargs)
+        if self._md5_check is not None and self._md5_check.done():
+            self._md5_check.result()  # a file that is not the official one fails after this split, not the last
+
+    def __getstate__(self):
+        # num_proc workers get a pickled copy of the builder: the MD5 check (its thread's result) stays here.
+        return dict(super().__getstate__(), _md5_check=None)
+
     def _prepare_split_single(self, *args, **kwargs):
         # datasets wraps every generation error in DatasetGenerationError("An error occurred ..."): surface
         # ours (file named, what is wrong, what to do) instead. The incomplete cache folder is removed either way.
@@ -341,7 +376,10 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, shards: Sequence):
         facts = self.config.facts
         column = sample_key(facts)
-        for shard, (index, pixels, label) in self._source.rows(split, shards):
+        check = self._md5_check  # None in num_proc workers: there _prepare_split asks after each split
+        for row, (shard, (index, pixels, label)) in enumerate(self._source.rows(split, shards)):
+            if check is not None and row % MD5_POLL_ROWS == 0 and check.done():
+                check.result()
             example = {
                 "index": index,
                 column: encode_sample(facts, pixels, self.config.image_storage),

@@ -20,8 +20,9 @@ Public arguments are used wherever they exist (``HfApi(endpoint=...)``, ``to_par
 :func:`check` verifies the versions and that each of these exists, once per process; a mismatch raises
 :class:`IncompatibleLibraryError` naming everything that is missing and what to install.
 * the builder's overrides of ``GeneratorBasedBuilder`` (``_create_builder_config`` for configs made on the fly
-  and cache keys, ``_download_and_prepare`` to learn the verification mode, ``_prepare_split_single`` to surface our
-  errors) and ``datasets.builder.Key`` (shard-aware example keys), checked here with the rest.
+  and cache keys, ``_download_and_prepare`` to learn the verification mode, ``_prepare_split`` to check a local
+  file's MD5 after each split, ``_prepare_split_single`` to surface our errors) and ``datasets.builder.Key``
+  (shard-aware example keys), checked here with the rest.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _private_pieces() -> Dict[str, Callable[[], object]]:
                                                                       "_create_builder_config"),
         "datasets.GeneratorBasedBuilder._download_and_prepare": attr("datasets", "GeneratorBasedBuilder",
                                                                      "_download_and_prepare"),
+        "datasets.GeneratorBasedBuilder._prepare_split": attr("datasets", "GeneratorBasedBuilder", "_prepare_split"),
         "datasets.GeneratorBasedBuilder._prepare_split_single": attr("datasets", "GeneratorBasedBuilder",
                                                                      "_prepare_split_single"),
         "datasets.config.HF_HUB_OFFLINE": attr("datasets.config", "HF_HUB_OFFLINE"),

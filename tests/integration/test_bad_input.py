@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import threading
 import zipfile
 
 import datasets
@@ -12,6 +13,7 @@ import pytest
 from builders import MedMNISTPlus
 from medmnist_plus_common import ChecksumError, ReleaseFileError, UnknownConfigError
 from medmnist_plus_common.catalog import load_catalog
+from medmnist_plus_common.release import download
 
 from tests.fakes.releases import official_arrays, write_fake_release
 from tests.genuine.samples import SHARED_DATA, require
@@ -30,6 +32,7 @@ def build(config, data_dir, cache_dir, **kwargs):
 
 def assert_no_complete_cache(builder):
     """Whatever happened, a cache folder exists only if it is complete (has its dataset_info.json and shards)."""
+    assert not os.path.exists(builder.cache_dir + ".incomplete")
     if os.path.exists(builder.cache_dir):
         files = os.listdir(builder.cache_dir)
         assert "dataset_info.json" in files and any(f.endswith(".arrow") for f in files), files
@@ -72,10 +75,68 @@ def test_corrupt_member_data_fails_during_generation_and_leaves_no_cache(tmp_pat
         build("bloodmnist-28", tmp_path, cache_dir, verification_mode="no_checks")
 
 
-def test_md5_mismatch_of_a_local_file(tmp_path, cache_dir):
-    fake(tmp_path, counts=load_catalog()["breastmnist"].split_counts, flag="breastmnist")
-    with pytest.raises(ChecksumError, match=r"breastmnist\.npz: MD5 \w+ is not the official 750601b1.*no_checks"):
-        build("breastmnist-28", tmp_path, cache_dir)
+@pytest.fixture(params=["hash soon", "hash held"])
+def hashes(request, monkeypatch):
+    """The threads that hashed a release file (the real MD5). "hash held": a build's hash finishes only once the
+    build waits for it, after its last row (the error then comes at the end), "hash soon": as it happens (a small
+    file: before the first rows, so the error comes from the row loop or after the first split)."""
+    threads, asked, md5sum, result = [], threading.Event(), download.md5sum, download.PendingChecksum.result
+
+    def hash_file(path):
+        threads.append(threading.current_thread())
+        if request.param == "hash held" and threading.current_thread() is not threading.main_thread():
+            assert asked.wait(60)
+        return md5sum(path)
+
+    def waited_for(check):
+        asked.set()
+        return result(check)
+
+    monkeypatch.setattr(download, "md5sum", hash_file)
+    monkeypatch.setattr(download.PendingChecksum, "result", waited_for)
+    return threads
+
+
+def official_counts_fake(tmp_path):
+    return fake(tmp_path, counts=load_catalog()["breastmnist"].split_counts, flag="breastmnist")
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_md5_mismatch_of_a_local_file(tmp_path, cache_dir, hashes, num_proc):
+    """The first build hashes the file beside its rows (not on the main thread), yet fails as before and keeps no
+    cache; the MD5 is remembered, so the next build fails at once without hashing again."""
+    official_counts_fake(tmp_path)
+    for attempt in range(2):
+        with pytest.raises(ChecksumError, match=r"^\S*breastmnist\.npz: MD5 \w+ is not the official 750601b1\w+ of "
+                                                r"breastmnist\.npz\. The file is damaged .*no_checks"):
+            build("breastmnist-28", tmp_path, cache_dir, num_proc=num_proc)
+        assert len(hashes) == 1 and hashes[0] is not threading.main_thread()
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_md5_mismatch_with_no_checks_warns_once(tmp_path, cache_dir, caplog, hashes, num_proc):
+    official_counts_fake(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        builder = build("breastmnist-28", tmp_path, cache_dir, num_proc=num_proc, verification_mode="no_checks")
+    warnings = [r.getMessage() for r in caplog.records if "MD5" in r.getMessage()]
+    assert len(warnings) == 1 and "is not the official 750601b1" in warnings[0] and "anyway" in warnings[0]
+    assert builder.as_dataset(split="train").num_rows == 546 and hashes[0] is not threading.main_thread()
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_a_file_with_the_official_md5_builds(tmp_path, cache_dir, release_md5, hashes, num_proc):
+    path = official_counts_fake(tmp_path)
+    release_md5("breastmnist", 28, download.md5sum(str(path)))  # the test's own hash: hashes[0]
+    builder = build("breastmnist-28", tmp_path, cache_dir, num_proc=num_proc)
+    assert builder.as_dataset(split="test").num_rows == 156 and len(hashes) == 2
+    assert hashes[1] is not threading.main_thread()  # the build's hash ran beside it
+
+
+def test_streaming_checks_the_md5_first(tmp_path, hashes):
+    """Outside a build (streaming, the tools) the MD5 is known before any row is read: hashed on the caller's thread."""
+    official_counts_fake(tmp_path)
+    next(iter(MedMNISTPlus(config_name="breastmnist-28", data_dir=str(tmp_path)).as_streaming_dataset(split="test")))
+    assert hashes == [threading.main_thread()]
 
 
 def test_wrong_dtype(tmp_path, cache_dir):
