@@ -264,15 +264,13 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             if not os.path.isfile(path):
                 raise RawSourceError(f"{path}: not found, though {REGENERATED_PROVENANCE} beside it lists it. "
                                      "Regenerate it, or pass the folder holding the file as data_dir.")
-            return OfficialSource(facts, config.size, path, strict, regenerated, index_dir=index_dir(downloads),
-                                  stored_as=self._stored_as())
+            return OfficialSource(facts, config.size, path, strict, regenerated, index_dir=index_dir(downloads))
         if config.data_dir is not None and self._building:
             # Its first build hashes the file beside the rows (a remembered MD5 is checked at once): _prepare_split
             # and _generate_examples ask as they go, _download_and_prepare waits for it before the cache is kept.
             path = release_in_folder(release, config.data_dir)
             self._md5_check = PendingChecksum(release, path, strict, md5_memo_dir(downloads), in_background=True)
-            return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads),
-                                  stored_as=self._stored_as())
+            return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads))
         path = locate_release(
             release,
             cache_dir=downloads,
@@ -285,11 +283,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             # start at their own rows (about 5 s per GiB, small beside the download).
             after_download=lambda new_file: index_release(new_file, index_dir(downloads)),
         )
-        return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads),
-                              stored_as=self._stored_as())
-
-    def _stored_as(self) -> str:
-        return "raw" if self.config.facts.dims == 3 else self.config.image_storage
+        return OfficialSource(facts, config.size, path, strict, index_dir=index_dir(downloads))
 
     def provenance(self, checked: Optional[bool] = None) -> dict:
         """How this config's rows were produced: for the card and ``medmnist_plus.json``.

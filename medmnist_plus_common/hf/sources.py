@@ -26,9 +26,10 @@ SHARDS_PER_SPLIT = 32  # contiguous row ranges per split: the unit that num_proc
 MIN_ROWS_PER_SHARD = 256
 RAW_RECORDS_PER_SHARD = 64
 REGENERATED_PROVENANCE = "medmnist_plus_regenerated.json"  # written beside regenerated release files
-# Inflating and dropping a row, as a share of building it, by how rows are stored: what a num_proc process pays
-# for each row before its own when the member has no access points (realistic 224 px rows, benchmarks/RESULTS.md).
-SKIP_SHARE = {"png": 0.2, "raw": 0.4}
+# Inflating and dropping a row, as a share of building it: what a num_proc process pays for each row before its
+# own when the member has no access points (realistic 224 px rows, PNG or raw storage alike: 0.45-0.5, measured
+# on timelines of 2-process builds; benchmarks/RESULTS.md).
+SKIP_SHARE = 0.45
 
 Row = Tuple[int, np.ndarray, np.ndarray]
 
@@ -84,7 +85,6 @@ class OfficialSource:
     strict: bool
     regenerated: Optional[dict] = None  # the provenance entry when the file was regenerated, not downloaded
     index_dir: Optional[str] = None  # where the file's deflate access points are kept (see ReleaseArchive)
-    stored_as: str = "png"  # how the build stores a row's pixels: "png", or "raw" (arrays; every 3D volume)
     _rows: Dict[str, int] = field(default_factory=dict)
 
     @property
@@ -99,7 +99,7 @@ class OfficialSource:
         with ReleaseArchive(self.path, self.index_dir) as archive:
             seekable = {split: archive.has_access_points(member_name(split, "images")) for split in self._rows}
         return {split: shard_ranges(rows, _shard_count(rows, num_proc),
-                                    processes=num_proc, skip_share=0.0 if seekable[split] else SKIP_SHARE[self.stored_as])
+                                    processes=num_proc, skip_share=0.0 if seekable[split] else SKIP_SHARE)
                 for split, rows in self._rows.items()}
 
     def counts(self) -> Dict[str, int]:
