@@ -36,7 +36,7 @@ SOURCES = ("official", "raw")
 # 1.2: PNG images stored with the fast encoder (features.encode_png_fast): the same pixels, other bytes (sizes in
 # the cache's info, and fingerprints derived from its files, e.g. export's re-encoding, must not be shared).
 VERSION = datasets.Version("1.2.0")
-WRITER_BATCH_BYTES = 8 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
+WRITER_BATCH_BYTES = 4 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
 MD5_POLL_ROWS = 128  # a single-process build asks whether the release file's MD5 is known every this many rows
 
 

@@ -57,7 +57,7 @@ def md5sum(path: str) -> str:
     # Unbuffered: no BufferedReader lock is held while reading, should a build fork its workers meanwhile (see
     # PendingChecksum). hashlib releases the GIL while it hashes these large blocks.
     with open(path, "rb", buffering=0) as f:
-        for block in iter(lambda: f.read(8 * BLOCK_BYTES), b""):
+        for block in iter(lambda: f.read(BLOCK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
 

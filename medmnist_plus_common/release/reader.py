@@ -28,7 +28,7 @@ from ..errors import ReleaseFileError
 
 logger = logging.getLogger(__name__)
 
-CHUNK_BYTES = 4 * 2**20  # rows are read in chunks of about this many bytes
+CHUNK_BYTES = 2 * 2**20  # rows are read in chunks of about this many bytes
 _REDOWNLOAD = "Delete it and download it again (or pass the right file with data_dir)."
 
 # What zipfile and zlib raise on damaged bytes (a directory or local header that names impossible offsets,
