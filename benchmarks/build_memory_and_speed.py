@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from medmnist_plus_common.catalog import SPLITS, load_catalog
-from medmnist_plus_common.hf.features import encode_png, encode_png_fast, fast_png_encoder
+from medmnist_plus_common.hf.features import encode_png, encode_png_fast
 from medmnist_plus_common.release.reader import member_name
 from medmnist_plus_common.release.synthetic import write_synthetic_release
 from PIL import Image
@@ -85,7 +85,6 @@ ENCODERS = {"pil_default": pil_default_png, "fast": encode_png_fast, "compact": 
 
 def parts(path: str) -> dict:
     """Decompress every member with np.load, then encode every image with each encoder: each timed alone."""
-    fast_png_encoder()
     decompress = 0.0
     encode = {name: 0.0 for name in ENCODERS}
     nbytes = {name: 0 for name in ENCODERS}

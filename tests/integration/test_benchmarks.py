@@ -107,3 +107,12 @@ def test_realistic_content_is_cut_from_the_genuine_images_or_says_where_they_are
     assert rgb.std() > 10 and not np.array_equal(rgb[0], rgb[1])
     big = realistic.realistic_pixels(np.random.default_rng(0), 1824, 1736, 3)  # larger than any source
     assert big.shape == (1736, 1824, 3)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")
+                                          if p.name not in ("proc_memory.py", "realistic.py")))
+def test_every_benchmark_starts(script):
+    # a benchmark is run by hand, so nothing else notices when a change to the package breaks its imports
+    result = run(BENCHMARKS / script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
