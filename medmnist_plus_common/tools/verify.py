@@ -114,7 +114,7 @@ class _Reference:
 
         self.path, self.split, self.index_dir = path, split, index_dir
         self.images_member = member_name(split, "images")
-        with ReleaseArchive(path, index_dir) as archive:  # the full read records the member's access points
+        with ReleaseArchive(path, index_dir) as archive:
             self.labels = archive.read_array(member_name(split, "labels"))
             header = archive.header(self.images_member)
             self.shape = header.shape[1:]
