@@ -15,7 +15,7 @@ with the peak RSS of each run (largest process, and the whole process tree at on
 
 Run:  python benchmarks/raw_regenerate_throughput.py [--images 200] [--flags pathmnist,chestmnist] [--write]
 Without --write it only prints; with it, results go to benchmarks/results/raw_regenerate_throughput.json
-(the RESULTS.md section is written by hand from them).
+(``raw_regenerate_throughput_synthetic.json`` with --synthetic; the RESULTS.md section is written by hand from them).
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def main() -> None:
         print(table({flag: results[flag]}).splitlines()[-1], file=sys.stderr)
     print(table(results))
     if args.write:
-        out = HERE / "results" / "raw_regenerate_throughput.json"
+        out = HERE / "results" / f"raw_regenerate_throughput{'_synthetic' if args.synthetic else ''}.json"
         out.parent.mkdir(exist_ok=True)
         payload = {"date": time.strftime("%Y-%m-%d"), "content": "synthetic" if args.synthetic else "realistic",
                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -73,7 +73,8 @@ def test_raw_regenerate_throughput_writes_its_results_only_with_write(tmp_path):
     assert not (copy / "results").exists()
     written = run(copy / "raw_regenerate_throughput.py", *args, "--write", cwd=tmp_path)
     assert written.returncode == 0, written.stderr
-    saved = json.loads((copy / "results" / "raw_regenerate_throughput.json").read_text())
+    saved = json.loads((copy / "results" / "raw_regenerate_throughput_synthetic.json").read_text())
+    assert saved["content"] == "synthetic"
     assert list(saved["results"]) == ["bloodmnist", "tissuemnist"]
     blood = saved["results"]["bloodmnist"]
     assert blood["regenerate_224_np1"]["images"] == blood["decode_floor"]["images"] == 16
@@ -82,7 +83,8 @@ def test_raw_regenerate_throughput_writes_its_results_only_with_write(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["build_memory_and_speed.py", "loader_throughput.py", "parquet_decode.py",
-                                    "raw_regenerate_throughput.py", "png_encodings.py", "first_use.py"])
+                                    "raw_regenerate_throughput.py", "png_encodings.py", "first_use.py",
+                                    "align_chestmnist.py"])
 def test_every_benchmark_that_saves_results_has_a_write_switch(script):
     source = (BENCHMARKS / script).read_text()
     assert '"--write"' in source and "if args.write:" in source
