@@ -308,14 +308,17 @@ def main() -> None:
                              source_bytes=prepared["bytes"])
         # other users of this machine's cores show here: a 1-minute load above the core count skews num_proc 2
         results[flag]["load_average_1min"] = [load_before, os.getloadavg()[0]]
+        results[flag]["date"], results[flag]["images_requested"] = time.strftime("%Y-%m-%d"), args.images
         print(table({flag: results[flag]}).splitlines()[-1], file=sys.stderr)
     print(table(results))
     if args.write:
         out = HERE / "results" / f"raw_regenerate_throughput{'_synthetic' if args.synthetic else ''}.json"
         out.parent.mkdir(exist_ok=True)
+        # a run of some --flags replaces their entries and keeps the others' (each entry has its date and size)
+        kept = json.loads(out.read_text())["results"] if out.is_file() else {}
         payload = {"date": time.strftime("%Y-%m-%d"), "content": "synthetic" if args.synthetic else "realistic",
                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                   "images_per_dataset": args.images, "repeat": args.repeat, "results": results}
+                   "repeat": args.repeat, "results": {**kept, **results}}
         out.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
 
