@@ -6,7 +6,8 @@ manifest it used and a provenance file. The files load with ``np.load``, the off
 sizes) and our builders (``data_dir=<out>``, labelled regenerated).
 
 Rendering is parallel (``num_proc``): records go to worker processes in order, results come back in order; the
-workers also deflate each row, so writing the files does not serialize the processes. :func:`render` is shared with
+workers also deflate each row, so writing the files does not serialize the processes. With one process the rows go
+raw into each file's own deflate stream (no per-row stream to start and flush). :func:`render` is shared with
 ``align`` and ``calibrate``.
 """
 
@@ -15,9 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,7 @@ from ..hf.registry import all_recipes, recipe_for
 from ..recipes.base import Assigned, Variant, check_split_counts, label_array, parse_variant, plan_records, write_manifest
 from ..release.reader import member_name
 from ..hf.sources import write_regenerated_provenance
-from ..release.writer import (OFFICIAL_MEMBER_ORDER, DeflatedRow, StreamedRelease, deflate_library,
-                              release_file_name, spooled_rows, write_npz_members)
+from ..release.writer import DeflatedRow, StreamedRelease, deflate_library, release_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -167,58 +165,44 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
     out_dir = Path(os.path.expanduser(str(out_dir)))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = RegenerateReport(files={}, counts={}, skipped=list(plan.skipped), official_indices=plan.official_indices)
-    work = Path(tempfile.mkdtemp(prefix=".regenerate-", dir=out_dir))  # rows on disk, not in memory
     planned = plan.counts()
-    streamed = {size: StreamedRelease(str(out_dir / release_file_name(facts, size)), facts, size, planned)
+    parallel = bool(num_proc and num_proc > 1)  # workers deflate each row; one process deflates each file's stream
+    streamed = {size: StreamedRelease(str(out_dir / release_file_name(facts, size)), facts, size, planned,
+                                      precompressed=parallel)
                 for size in sizes}
     try:
         labels: Dict[str, List[np.ndarray]] = {split: [] for split in SPLITS}
         indices: Dict[str, List[int]] = {split: [] for split in SPLITS}
         kept: List[Assigned] = []
-        spools = {(split, size): open(work / f"{split}-{size}.raw", "wb") for split in SPLITS for size in sizes}
         current = None
-        try:
-            # One pool for every split: workers render records in order while this process deflates the rows
-            # into each release file as they arrive (and spools them, in case a dropped record changes a count).
-            items = [item for split in SPLITS for item in plan.split(split)]
-            for result in render(flag, plan.root, items, sizes, variants, num_proc, skip_bad,
-                                 progress=facts.title if progress else None, deflate=True):
-                split = result.item.split
-                while current != split:
-                    current = _next_split(current, streamed)
-                if result.error is not None:
-                    report.skipped.append(result.error)
-                    continue
-                if any(result.pixels[size] is None for size in sizes):
-                    report.blank.append(result.item.record.record)
-                    continue
-                for size in sizes:
-                    row = result.pixels[size]
-                    streamed[size].write(row)
-                    spools[(split, size)].write(len(row.piece).to_bytes(4, "little") + row.piece)
-                labels[split].append(label_array(facts, result.item.record.label))
-                indices[split].append(result.item.index)
-                kept.append(result.item)
-            while current != SPLITS[-1]:
+        # One pool for every split: workers render records in order while this process appends the rows to each
+        # release file as they arrive.
+        items = [item for split in SPLITS for item in plan.split(split)]
+        for result in render(flag, plan.root, items, sizes, variants, num_proc, skip_bad,
+                             progress=facts.title if progress else None, deflate=parallel):
+            split = result.item.split
+            while current != split:
                 current = _next_split(current, streamed)
-            for release in streamed.values():
-                release.end_split()
-        finally:
-            for handle in spools.values():
-                handle.close()
+            if result.error is not None:
+                report.skipped.append(result.error)
+                continue
+            if any(result.pixels[size] is None for size in sizes):
+                report.blank.append(result.item.record.record)
+                continue
+            for size in sizes:
+                row = result.pixels[size]
+                streamed[size].write(row if parallel else np.ascontiguousarray(row, dtype=np.uint8).data)
+            labels[split].append(label_array(facts, result.item.record.label))
+            indices[split].append(result.item.index)
+            kept.append(result.item)
+        while current != SPLITS[-1]:
+            current = _next_split(current, streamed)
+        for release in streamed.values():
+            release.end_split()
         report.counts = {split: len(labels[split]) for split in SPLITS}
         for size in sizes:
-            extra = _label_and_index_members(facts, labels, indices)
-            if streamed[size].finish(extra):
-                report.files[size] = streamed[size].path
-                continue
-            # a record was dropped after its split's header was written: write the file again from the spool
-            members = {member_name(split, "images"): ((report.counts[split],) + facts.image_shape(size),
-                                                      spooled_rows(work / f"{split}-{size}.raw"))
-                       for split in SPLITS}
-            members.update(extra)
-            order = list(OFFICIAL_MEMBER_ORDER) + [m for m in extra if m not in OFFICIAL_MEMBER_ORDER]
-            report.files[size] = write_npz_members(streamed[size].path, {m: members[m] for m in order})
+            # a record dropped after its split's header was written: finish writes the file again, right counts
+            report.files[size] = streamed[size].finish(_label_and_index_members(facts, labels, indices))
         manifest_out = out_dir / f"{flag}_manifest.csv"
         write_manifest(manifest_out, kept, facts)
         write_regenerated_provenance(out_dir, {
@@ -232,7 +216,6 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
     finally:
         for release in streamed.values():
             release.discard()
-        shutil.rmtree(work, ignore_errors=True)
     for problem in report.skipped:
         logger.warning("Skipped: %s", problem)
     for record in report.blank:

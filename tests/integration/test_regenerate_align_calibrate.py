@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -244,9 +245,11 @@ def test_a_manifest_naming_a_file_the_recipe_leaves_out_is_refused(tmp_path):
         regenerate("breastmnist", raw, [28], tmp_path / "o", manifest=manifest, no_checks=True)
 
 
-def test_regenerate_skips_a_bad_record_and_writes_consistent_files(tmp_path):
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_regenerate_skips_a_bad_record_and_writes_consistent_files(tmp_path, num_proc):
     """A record dropped while the rows stream into the file (its split's header already written): the file is
-    written again with the right counts; every kept row is still exact."""
+    written again from its own rows with the right counts; every kept row is still exact, with rows deflated in
+    the workers (2 processes) or by the file's own stream (1)."""
     raw = tmp_path / "raw"
     records = _busi_tree(raw, per_class=3)
     manifest, rows = _shuffled_manifest(tmp_path, records)
@@ -256,7 +259,7 @@ def test_regenerate_skips_a_bad_record_and_writes_consistent_files(tmp_path):
         regenerate("breastmnist", raw, [28], tmp_path / "strict", manifest=manifest, no_checks=True)
     assert not list((tmp_path / "strict").glob("*.npz")) and not list((tmp_path / "strict").glob("*.partial"))
     report = regenerate("breastmnist", raw, [28, 64], tmp_path / "o", manifest=manifest, no_checks=True,
-                        skip_bad=True, num_proc=2)
+                        skip_bad=True, num_proc=num_proc)
     assert len(report.skipped) == 1 and bad in report.skipped[0]
     assert report.counts["train"] == sum(1 for s, *_ in rows if s == "train") - 1
     with np.load(report.files[64]) as release:
@@ -265,7 +268,10 @@ def test_regenerate_skips_a_bad_record_and_writes_consistent_files(tmp_path):
         assert release["train_index"].tolist() == [i for i, _ in listed]
         for row, (_, record) in enumerate(listed):
             assert np.array_equal(release["train_images"][row], _expected(raw / record, 64))
-    assert not list((tmp_path / "o").glob("*.partial")) and not list((tmp_path / "o").glob(".regenerate-*"))
+    with zipfile.ZipFile(report.files[64]) as archive:
+        assert archive.testzip() is None  # every member's CRC-32 checks
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "breastmnist.npz", "breastmnist_64.npz", "breastmnist_manifest.csv", "medmnist_plus_regenerated.json"]
 
 
 def test_rows_deflated_in_the_workers_make_valid_deflated_members(tmp_path):
