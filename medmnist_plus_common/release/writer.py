@@ -162,7 +162,8 @@ class StreamedRelease:
     """A release file written while its rows arrive, member by member in the official order.
 
     Rows come either deflated by worker processes (:class:`DeflatedRow`, appended as they are: ``precompressed``)
-    or raw (bytes, deflated here by the member's own ISA-L stream: one process, no per-row flush). Each split's
+    or as uint8 arrays rendered in this process (deflated by the member's own ISA-L stream, a block per row, so no
+    compressor is made per row). Each split's
     image member gets its ``.npy`` header with the planned row count; if records were dropped after that (bad or
     blank), :meth:`finish` writes the file again from the rows already in the partial file, with the right counts.
     The file appears under its name only when complete (``.partial`` until then).
@@ -184,15 +185,15 @@ class StreamedRelease:
             _use_fast_deflate(self.member, block_per_write=True)
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
-        self.write(DeflatedRow.of(header.getvalue()) if self.pieces is not None else header.getvalue(), count=False)
+        self.write(np.frombuffer(header.getvalue(), dtype=np.uint8), count=False)
         self.split, self.written = split, 0
 
     def write(self, row, count: bool = True) -> None:
-        """Append one row: a :class:`DeflatedRow`, or raw bytes (a C-contiguous uint8 array) without workers."""
+        """Append one row: a :class:`DeflatedRow` (from a worker) or a uint8 array (rendered in this process)."""
         if self.pieces is not None:
-            self.pieces.append(row)
+            self.pieces.append(row if isinstance(row, DeflatedRow) else DeflatedRow.of(_flat_bytes(row)))
         else:
-            self.member.write(row.raw() if isinstance(row, DeflatedRow) else row)
+            self.member.write(row.raw() if isinstance(row, DeflatedRow) else _flat_bytes(row))
         self.written += count
 
     def end_split(self) -> None:
@@ -204,13 +205,17 @@ class StreamedRelease:
     @property
     def complete(self) -> bool:
         """Whether every split got the rows its header promised."""
-        return all(self.counts.get(split, 0) == self.planned[split] for split in SPLITS)
+        return all(self.counts.get(split) == self.planned[split] for split in SPLITS)
 
     def finish(self, extra: Dict[str, Tuple]) -> str:
         """Write the label (and index) members and publish the file; its path.
 
         When records were dropped after their split's header was written, the partial file's rows are copied
         into a file whose headers give the rows written (no second copy of the rows is kept while streaming)."""
+        never_begun = [split for split in SPLITS if split not in self.counts]
+        if never_begun:
+            raise ValueError(f"{self.partial}: no image member for {', '.join(never_begun)}; every split is begun "
+                             "and ended (begin_split, end_split) before finish.")
         if self.complete:
             for name, (shape, chunks, *rest) in extra.items():
                 with open_npy_member(self.archive, name, shape, rest[0] if rest else np.uint8) as out:
@@ -224,11 +229,16 @@ class StreamedRelease:
         source = self.path + ".uncounted.partial"
         os.replace(self.partial, source)
         self.partial = source  # discard() removes it if the copy fails
-        members = {member_name(split, "images"): ((self.counts[split],) + self.facts.image_shape(self.size),
-                                                  self._rows_written(split)) for split in SPLITS}
-        members.update(extra)
-        order = list(OFFICIAL_MEMBER_ORDER) + [name for name in extra if name not in OFFICIAL_MEMBER_ORDER]
-        path = write_npz_members(self.path, {name: members[name] for name in order})
+        rows = {split: self._rows_written(split) for split in SPLITS}
+        try:
+            members = {member_name(split, "images"): ((self.counts[split],) + self.facts.image_shape(self.size),
+                                                      rows[split]) for split in SPLITS}
+            members.update(extra)
+            order = list(OFFICIAL_MEMBER_ORDER) + [name for name in extra if name not in OFFICIAL_MEMBER_ORDER]
+            path = write_npz_members(self.path, {name: members[name] for name in order})
+        finally:
+            for generator in rows.values():
+                generator.close()  # a copy that failed midway leaves no open handle on the partial file
         os.remove(self.partial)
         return path
 
@@ -264,6 +274,12 @@ class StreamedRelease:
             pass
         if os.path.exists(self.partial):
             os.remove(self.partial)
+
+
+def _flat_bytes(row) -> memoryview:
+    """A row's bytes, C order, as a flat byte view: zipfile counts a multi-dimensional view by its first axis
+    before Python 3.10.1 (bpo-44439), which would corrupt the member."""
+    return memoryview(np.ascontiguousarray(row, dtype=np.uint8)).cast("B")
 
 
 class _Precompressed:

@@ -190,8 +190,7 @@ def regenerate(flag: str, data_dir, sizes: Sequence[int], out_dir, manifest=None
                 report.blank.append(result.item.record.record)
                 continue
             for size in sizes:
-                row = result.pixels[size]
-                streamed[size].write(row if parallel else np.ascontiguousarray(row, dtype=np.uint8).data)
+                streamed[size].write(result.pixels[size])  # deflated by a worker, or an array deflated here
             labels[split].append(label_array(facts, result.item.record.label))
             indices[split].append(result.item.index)
             kept.append(result.item)
