@@ -21,7 +21,7 @@ from datasets.utils.info_utils import VerificationMode
 from . import internals
 from ..catalog import SPLITS, UMBRELLA_NAME, DatasetFacts, load_catalog
 from ..release.download import (PendingChecksum, file_identity, index_dir, locate_release, md5_memo_dir,
-                                release_in_folder)
+                                raise_reported_mismatch, release_in_folder)
 from ..errors import ChecksumError, MedMNISTPlusError, RawSourceError, UnknownConfigError
 from ..forking import frozen_while
 from .features import IMAGE_STORAGES, encode_label, encode_sample, features_for, label_description, sample_key
@@ -37,7 +37,7 @@ SOURCES = ("official", "raw")
 # the cache's info, and fingerprints derived from its files, e.g. export's re-encoding, must not be shared).
 VERSION = datasets.Version("1.2.0")
 WRITER_BATCH_BYTES = 4 * 2**20  # bound on raw pixels held by the Arrow writer between flushes
-MD5_POLL_ROWS = 128  # a single-process build asks whether the release file's MD5 is known every this many rows
+MD5_POLL_ROWS = 128  # a build (each num_proc worker too) asks whether the file's MD5 failed every this many rows
 
 
 @dataclass
@@ -137,6 +137,7 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     _verification_mode = VerificationMode.NO_CHECKS
     _building = False  # in _download_and_prepare: a local release file's MD5 is then checked beside the build
     _md5_check: Optional[PendingChecksum] = None
+    _md5_verdict: Optional[str] = None  # in num_proc workers: the file the parent's MD5 thread reports a mismatch in
 
     def __init__(self, *args, dataset_name: Optional[str] = None, writer_batch_size: Optional[int] = None, **kwargs):
         internals.check()  # the private pieces below (overrides, Key) exist in the installed datasets
@@ -330,6 +331,8 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             raise
         finally:
             self._building = False
+            if self._md5_check is not None:
+                self._md5_check.close()
         if self._md5_check is not None:
             self._md5_check.result()  # at the latest here: datasets keeps the cache only if this returns
         # A split whose every record was skipped (skip_bad) has no rows and no shard: datasets could not read it
@@ -340,6 +343,8 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
         strict = self._verification_mode != VerificationMode.NO_CHECKS
         self._source = self.make_source(strict, dl_manager)
+        if self._md5_check is not None and self._md5_check.done():
+            self._md5_check.result()  # a remembered MD5 is known at once: a mismatch fails before any row is built
         shards = self._source.plan(num_proc=getattr(self, "_num_proc", 1))
         if not strict:  # a subset or partial collection: progress bars count its rows, not the catalog's
             self.info.splits = datasets.SplitDict.from_split_dict(
@@ -355,8 +360,11 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
             self._md5_check.result()  # a file that is not the official one fails after this split, not the last
 
     def __getstate__(self):
-        # num_proc workers get a pickled copy of the builder: the MD5 check (its thread's result) stays here.
-        return dict(super().__getstate__(), _md5_check=None)
+        # num_proc workers get a pickled copy of the builder: the MD5 check (its thread's result) stays here; they
+        # poll the file its thread writes a strict mismatch to.
+        check = self._md5_check
+        return dict(super().__getstate__(), _md5_check=None,
+                    _md5_verdict=check.verdict_path if check is not None and check.strict else None)
 
     def _prepare_split_single(self, *args, **kwargs):
         # datasets wraps every generation error in DatasetGenerationError("An error occurred ..."): surface
@@ -371,10 +379,13 @@ class MedMNISTBuilder(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, shards: Sequence):
         facts = self.config.facts
         column = sample_key(facts)
-        check = self._md5_check  # None in num_proc workers: there _prepare_split asks after each split
+        check, verdict = self._md5_check, self._md5_verdict  # check: None in num_proc workers, which poll verdict
         for row, (shard, (index, pixels, label)) in enumerate(self._source.rows(split, shards)):
-            if check is not None and row % MD5_POLL_ROWS == 0 and check.done():
-                check.result()
+            if row % MD5_POLL_ROWS == 0:
+                if check is not None and check.done():
+                    check.result()
+                elif verdict is not None:
+                    raise_reported_mismatch(verdict)
             if row % self._writer_batch_size == 0:  # each flush: Arrow's pool (mimalloc) keeps what it freed
                 pyarrow.default_memory_pool().release_unused()  # otherwise, some 30 MB per process here
             example = {

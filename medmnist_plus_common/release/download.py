@@ -192,6 +192,10 @@ class PendingChecksum:
     ``in_background``: a file whose MD5 is not remembered yet is hashed by a thread while a build reads its rows
     (about 2 s per GiB, which a first build otherwise waited for on one core), and the build asks :meth:`done` and
     :meth:`result` as it goes. Otherwise, and for a remembered MD5 (a stat), the check is done at once.
+
+    ``num_proc`` workers cannot ask the thread: when a strict check fails, the thread also writes its message to
+    :attr:`verdict_path`, which the workers poll (:func:`raise_reported_mismatch`), so they stop within a few rows
+    instead of building the whole split first. :meth:`close` removes it.
     """
 
     def __init__(self, release: ReleaseFile, path: str, strict: bool, memo_dir: str, in_background: bool = False):
@@ -199,6 +203,8 @@ class PendingChecksum:
         self._identity = file_identity(path)
         known = _memo_read(memo_dir, self._identity)
         self._remember, self._said = known is None, False
+        self.verdict_path = os.path.join(tempfile.gettempdir(),
+                                         f"medmnist-plus-md5-{os.getpid()}-{id(self):x}-{time.monotonic_ns()}.mismatch")
         self._digest: Future = Future()
         if known is None and in_background:
             # A daemon thread (a ThreadPoolExecutor's would be waited for at exit, even after a failed build).
@@ -207,12 +213,18 @@ class PendingChecksum:
             self._digest.set_result(known if known is not None else md5sum(path))
 
     def _hash(self) -> None:
-        # Only reads and hashes: no logging and no memo file here (result() writes it), so that nothing a num_proc
-        # worker forked meanwhile uses is held by this thread.
+        # Only reads, hashes and (on a strict mismatch) writes the verdict file: no logging and no memo file here
+        # (result() writes it), so that nothing a num_proc worker forked meanwhile uses is held by this thread.
         try:
-            self._digest.set_result(md5sum(self.path))
+            actual = md5sum(self.path)
         except BaseException as err:  # noqa: BLE001 (handed to result(), raised in the thread that asks)
             self._digest.set_exception(err)
+            return
+        if self.strict and actual != self.release.md5:
+            with open(self.verdict_path + ".tmp", "w", encoding="utf-8") as f:
+                f.write(self._strict_message(actual))
+            os.replace(self.verdict_path + ".tmp", self.verdict_path)  # a worker never reads half a message
+        self._digest.set_result(actual)
 
     def done(self) -> bool:
         return self._digest.done()
@@ -227,14 +239,33 @@ class PendingChecksum:
             if actual != self.release.md5 and not self.strict:
                 logger.warning(self._mismatch(actual) + anyway("Using it"))
         if actual != self.release.md5 and self.strict:
-            raise ChecksumError(
-                self._mismatch(actual) + " The file is damaged or not the official release: replace it with the "
-                "official file. If it is a subset or benchmark file on purpose, build with "
-                "verification_mode='no_checks' (CLI: --no-checks)."
-            )
+            raise ChecksumError(self._strict_message(actual))
+
+    def close(self) -> None:
+        """Remove the verdict file, if a mismatch wrote one (after the build, however it ended)."""
+        for path in (self.verdict_path, self.verdict_path + ".tmp"):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
 
     def _mismatch(self, actual: str) -> str:
         return f"{self.path}: MD5 {actual} is not the official {self.release.md5} of {self.release.file}."
+
+    def _strict_message(self, actual: str) -> str:
+        return (self._mismatch(actual) + " The file is damaged or not the official release: replace it with the "
+                "official file. If it is a subset or benchmark file on purpose, build with "
+                "verification_mode='no_checks' (CLI: --no-checks).")
+
+
+def raise_reported_mismatch(verdict_path: str) -> None:
+    """In a ``num_proc`` worker: the ChecksumError its parent's MD5 thread found (:class:`PendingChecksum`), if any."""
+    try:
+        with open(verdict_path, encoding="utf-8") as f:
+            message = f.read()
+    except FileNotFoundError:
+        return
+    raise ChecksumError(message)
 
 
 def release_in_folder(release: ReleaseFile, data_dir: str) -> str:

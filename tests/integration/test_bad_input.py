@@ -3,7 +3,9 @@
 import json
 import logging
 import os
+import tempfile
 import threading
+import time
 import zipfile
 
 import datasets
@@ -111,6 +113,45 @@ def test_md5_mismatch_of_a_local_file(tmp_path, cache_dir, hashes, num_proc):
                                                 r"breastmnist\.npz\. The file is damaged .*no_checks"):
             build("breastmnist-28", tmp_path, cache_dir, num_proc=num_proc)
         assert len(hashes) == 1 and hashes[0] is not threading.main_thread()
+
+
+def test_md5_mismatch_stops_num_proc_workers_within_a_few_rows(tmp_path, cache_dir, monkeypatch):
+    """Workers cannot ask the parent's MD5 thread: they poll the file it reports a mismatch in, so a build with
+    num_proc 2 fails within MD5_POLL_ROWS rows of the hash's end, not after building the train split (546 rows; here
+    the hash ends before the workers start). Nothing of the report is left behind."""
+    from medmnist_plus_common.hf import builder as builder_module
+
+    official_counts_fake(tmp_path)
+    encoded = tmp_path / "encoded"
+    encode_sample = builder_module.encode_sample
+
+    def counted(*args, **kwargs):  # runs in the forked workers: one byte per row, appended
+        with open(encoded, "ab") as f:
+            f.write(b".")
+        return encode_sample(*args, **kwargs)
+
+    monkeypatch.setattr(builder_module, "encode_sample", counted)
+    split_generators = MedMNISTPlus._split_generators
+
+    def hashed_first(self, dl_manager):  # in the parent, before the workers start: let the hash end (it takes ms)
+        generators = split_generators(self, dl_manager)
+        for _ in range(1000):
+            if self._md5_check.done():
+                break
+            time.sleep(0.01)
+        return generators
+
+    monkeypatch.setattr(MedMNISTPlus, "_split_generators", hashed_first)
+    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("medmnist-plus-md5-")}
+    with pytest.raises(ChecksumError, match=r"breastmnist\.npz: MD5 \w+ is not the official 750601b1\w+ .*no_checks"):
+        build("breastmnist-28", tmp_path, cache_dir, num_proc=2)
+    rows = encoded.stat().st_size if encoded.exists() else 0
+    assert rows < 2 * builder_module.MD5_POLL_ROWS < 546, rows
+    # the MD5 is remembered now: the next build fails before any row
+    with pytest.raises(ChecksumError, match=r"is not the official 750601b1"):
+        build("breastmnist-28", tmp_path, cache_dir, num_proc=2)
+    assert (encoded.stat().st_size if encoded.exists() else 0) == rows
+    assert {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("medmnist-plus-md5-")} == before
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])
