@@ -206,6 +206,7 @@ class PendingChecksum:
         self.verdict_path = os.path.join(tempfile.gettempdir(),
                                          f"medmnist-plus-md5-{os.getpid()}-{id(self):x}-{time.monotonic_ns()}.mismatch")
         self._digest: Future = Future()
+        self._verdict_lock, self._closed = threading.Lock(), False  # no verdict file is written after close()
         if known is None and in_background:
             # A daemon thread (a ThreadPoolExecutor's would be waited for at exit, even after a failed build).
             threading.Thread(target=self._hash, name=f"md5 of {release.file}", daemon=True).start()
@@ -221,12 +222,14 @@ class PendingChecksum:
             self._digest.set_exception(err)
             return
         if self.strict and actual != self.release.md5:
-            try:
-                with open(self.verdict_path + ".tmp", "w", encoding="utf-8") as f:
-                    f.write(self._strict_message(actual))
-                os.replace(self.verdict_path + ".tmp", self.verdict_path)  # a worker never reads half a message
-            except OSError:
-                pass  # no temporary folder to write to: workers then fail after their split, as the parent asks
+            with self._verdict_lock:
+                try:
+                    if not self._closed:
+                        with open(self.verdict_path + ".tmp", "w", encoding="utf-8") as f:
+                            f.write(self._strict_message(actual))
+                        os.replace(self.verdict_path + ".tmp", self.verdict_path)  # never half a message to read
+                except OSError:
+                    pass  # no temporary folder to write to: workers then fail after their split, as the parent asks
         self._digest.set_result(actual)
 
     def done(self) -> bool:
@@ -245,12 +248,15 @@ class PendingChecksum:
             raise ChecksumError(self._strict_message(actual))
 
     def close(self) -> None:
-        """Remove the verdict file, if a mismatch wrote one (after the build, however it ended)."""
-        for path in (self.verdict_path, self.verdict_path + ".tmp"):
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+        """Remove the verdict file, if a mismatch wrote one, and write none after (the build is over, however it
+        ended; the hash may still be running)."""
+        with self._verdict_lock:
+            self._closed = True
+            for path in (self.verdict_path, self.verdict_path + ".tmp"):
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
 
     def _mismatch(self, actual: str) -> str:
         return f"{self.path}: MD5 {actual} is not the official {self.release.md5} of {self.release.file}."

@@ -172,3 +172,32 @@ def test_official_url_is_used_without_a_mirror(monkeypatch):
     monkeypatch.setenv("MEDMNIST_PLUS_BASE_URL", "http://127.0.0.1:1/mirror/")
     assert download.release_url(release) == "http://127.0.0.1:1/mirror/organmnist3d_64.npz"
     assert download.release_url(release, "http://127.0.0.1:2/x/") == "http://127.0.0.1:2/x/organmnist3d_64.npz"
+
+
+def test_a_mismatch_found_after_the_build_ended_leaves_no_report_file(tmp_path, monkeypatch):
+    """The MD5 thread reports a strict mismatch to num_proc workers in a file; once the build is over (close(), e.g.
+    after it failed for another reason) a hash that ends later writes none, and one written before is removed."""
+    import threading
+
+    release = load_catalog()["breastmnist"].files[28]
+    path = tmp_path / release.file
+    path.write_bytes(b"not the official file")
+    for ends_after_close in (True, False):
+        hashing = threading.Event()
+        monkeypatch.setattr(download, "md5sum", lambda p: (hashing.wait(30), md5sum(p))[1])
+        memo = str(tmp_path / f"memo-{ends_after_close}")
+        check = download.PendingChecksum(release, str(path), strict=True, memo_dir=memo, in_background=True)
+        if not ends_after_close:
+            hashing.set()
+            while not check.done():
+                threading.Event().wait(0.01)
+            with pytest.raises(ChecksumError, match="is not the official"):
+                download.raise_reported_mismatch(check.verdict_path)  # what a worker sees
+        check.close()
+        hashing.set()
+        while not check.done():
+            threading.Event().wait(0.01)
+        assert not os.path.exists(check.verdict_path) and not os.path.exists(check.verdict_path + ".tmp")
+        download.raise_reported_mismatch(check.verdict_path)  # no report: nothing raised
+        with pytest.raises(ChecksumError, match="is not the official"):
+            check.result()  # the parent still fails the build
