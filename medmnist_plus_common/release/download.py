@@ -221,16 +221,26 @@ class PendingChecksum:
         except BaseException as err:  # noqa: BLE001 (handed to result(), raised in the thread that asks)
             self._digest.set_exception(err)
             return
-        if self.strict and actual != self.release.md5:
-            with self._verdict_lock:
-                try:
-                    if not self._closed:
-                        with open(self.verdict_path + ".tmp", "w", encoding="utf-8") as f:
-                            f.write(self._strict_message(actual))
-                        os.replace(self.verdict_path + ".tmp", self.verdict_path)  # never half a message to read
-                except OSError:
-                    pass  # no temporary folder to write to: workers then fail after their split, as the parent asks
-        self._digest.set_result(actual)
+        try:
+            if self.strict and actual != self.release.md5:
+                self._report_to_workers(self._strict_message(actual))
+        finally:
+            self._digest.set_result(actual)  # whatever happened to the report, result() never waits forever
+
+    def _report_to_workers(self, message: str) -> None:
+        """Write ``message`` to :attr:`verdict_path` (a private temporary file renamed into place: a worker never
+        reads half of it), unless the build is already over."""
+        with self._verdict_lock:
+            if self._closed:
+                return
+            try:
+                handle, temporary = tempfile.mkstemp(prefix="medmnist-plus-md5-", suffix=".tmp",
+                                                     dir=os.path.dirname(self.verdict_path))
+                with os.fdopen(handle, "w", encoding="utf-8") as f:
+                    f.write(message)
+                os.replace(temporary, self.verdict_path)
+            except OSError:
+                pass  # the temporary folder is not writable: workers are not told; the parent fails after the split
 
     def done(self) -> bool:
         return self._digest.done()
@@ -252,11 +262,10 @@ class PendingChecksum:
         ended; the hash may still be running)."""
         with self._verdict_lock:
             self._closed = True
-            for path in (self.verdict_path, self.verdict_path + ".tmp"):
-                try:
-                    os.remove(path)
-                except FileNotFoundError:
-                    pass
+            try:
+                os.remove(self.verdict_path)
+            except OSError:  # none written (or not removable): nothing to hide the build's own error with
+                pass
 
     def _mismatch(self, actual: str) -> str:
         return f"{self.path}: MD5 {actual} is not the official {self.release.md5} of {self.release.file}."

@@ -142,7 +142,8 @@ def test_md5_mismatch_stops_num_proc_workers_within_a_few_rows(tmp_path, cache_d
         return generators
 
     monkeypatch.setattr(MedMNISTPlus, "_split_generators", hashed_first)
-    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("medmnist-plus-md5-")}
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the report goes: this test's own
+    os.mkdir(tmp_path / "tmp")
     with pytest.raises(ChecksumError, match=r"breastmnist\.npz: MD5 \w+ is not the official 750601b1\w+ .*no_checks"):
         build("breastmnist-28", tmp_path, cache_dir, num_proc=2)
     rows = encoded.stat().st_size if encoded.exists() else 0
@@ -151,7 +152,7 @@ def test_md5_mismatch_stops_num_proc_workers_within_a_few_rows(tmp_path, cache_d
     with pytest.raises(ChecksumError, match=r"is not the official 750601b1"):
         build("breastmnist-28", tmp_path, cache_dir, num_proc=2)
     assert (encoded.stat().st_size if encoded.exists() else 0) == rows
-    assert {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("medmnist-plus-md5-")} == before
+    assert os.listdir(tmp_path / "tmp") == []
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])
