@@ -56,9 +56,11 @@ def write_sources(root: str, count: int, seed: int = 0, synthetic: bool = False)
         for i in range(count):
             name = f"{i:08d}_000.png"
             path = os.path.join(root, "images", name)
-            if not os.path.exists(path) and not synthetic:
+            if os.path.exists(path):
+                pass  # written by an earlier run of the same workdir
+            elif not synthetic:
                 Image.fromarray(realistic_pixels(rng, 1024, 1024, 1)).save(path)
-            elif not os.path.exists(path):
+            else:
                 cx, cy, w = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.3)
                 body = 160 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * w * w)) + 40 * yy
                 noise = rng.normal(0, 6, (1024, 1024)).astype(np.float32)

@@ -163,9 +163,9 @@ class StreamedRelease:
 
     Rows come either deflated by worker processes (:class:`DeflatedRow`, appended as they are: ``precompressed``)
     or as uint8 arrays rendered in this process (deflated by the member's own ISA-L stream, a block per row, so no
-    compressor is made per row). Each split's
-    image member gets its ``.npy`` header with the planned row count; if records were dropped after that (bad or
-    blank), :meth:`finish` writes the file again from the rows already in the partial file, with the right counts.
+    compressor is made per row). Each split's image member gets its ``.npy`` header with the planned row count; if
+    records were dropped after that (bad or blank), :meth:`finish` writes the file again from the rows already in
+    the partial file, with the right counts.
     The file appears under its name only when complete (``.partial`` until then).
     """
 
@@ -243,7 +243,10 @@ class StreamedRelease:
         return path
 
     def _rows_written(self, split: str, chunk_bytes: int = 16 * 2**20) -> Iterator[np.ndarray]:
-        """The rows of ``split`` in the (closed) partial file, in chunks; the member's CRC-32 is checked at its end."""
+        """The rows of ``split`` in the (closed) partial file, in chunks; the member's CRC-32 is checked at its end.
+
+        Not ``ReleaseArchive.iter_chunks``: this member's header promises the planned rows, more than it holds, so
+        that reader would stop short of the member's end and never check its CRC-32."""
         row_shape = self.facts.image_shape(self.size)
         row_bytes = int(np.prod(row_shape))
         rows_per_chunk = max(1, chunk_bytes // row_bytes)
